@@ -1,0 +1,445 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Lock-file monitor: exclusive creations of lock-like names, removals by
+ * their owners, and the exit of the thread groups that own them.
+ *
+ * Every program here sits on a hot path (every open, every process exit on
+ * the host), so each one runs once per syscall (exit side only: the
+ * syscall's arguments are still in the task's saved user registers) and
+ * returns at the cheapest test that can reject the call.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "locks.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define O_CREAT 0100
+#define O_EXCL 0200
+#define FMODE_CREATED 0x100000 /* set by the VFS when this open created the inode */
+
+#define MAX_SUFFIXES 8
+#define SUFFIX_LEN 16
+#define NAME_BUF 256	/* NAME_MAX + 1 */
+#define MAX_WALK 160	/* path components plus mount crossings */
+
+/* Set by user space before load. */
+const volatile bool non_exclusive = false;	/* track O_CREAT without O_EXCL */
+const volatile bool any_name = false;		/* no name pre-filter */
+const volatile __u32 n_suffixes = 0;
+const volatile __u8 suffix_len[MAX_SUFFIXES] = {};
+const volatile char suffixes[MAX_SUFFIXES][SUFFIX_LEN] = {};
+
+struct lock_counters counters = {};
+
+/* Emit BTF for the records so libbpf-cargo generates their Rust types. */
+struct lock_created _lock_created = {};
+struct lock_exit _lock_exit = {};
+struct lock_name_gone _lock_name_gone = {};
+enum lock_event_kind _lock_event_kind = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20); /* --ring-buffer-size */
+} lock_events SEC(".maps");
+
+/*
+ * Thread groups whose exit matters: creators of tracked locks, parents a
+ * lock was handed to on a clean exit, and live holders user space adds.
+ * The exit program deletes an entry when its group dies, so the map holds
+ * live processes only.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384); /* --max-owners */
+	__type(key, __u32);
+	__type(value, __u64);
+} owners SEC(".maps");
+
+struct scratch {
+	struct lock_created ev;
+	char path[LOCK_PATH_MAX];	/* must follow ev: sent as one sample */
+	char buf[LOCK_PATH_MAX + NAME_BUF]; /* path built backward */
+	char name[NAME_BUF];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch_map SEC(".maps");
+
+static __always_inline void count(__u64 *c)
+{
+	__sync_fetch_and_add(c, 1);
+}
+
+static __always_inline bool watch_owner(__u32 tgid)
+{
+	__u64 one = 1;
+
+	if (bpf_map_update_elem(&owners, &tgid, &one, BPF_ANY)) {
+		count(&counters.owners_full);
+		return false;
+	}
+	return true;
+}
+
+static __always_inline struct file *fd_file(struct task_struct *task, long fd)
+{
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *file = NULL;
+
+	if ((unsigned long)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+	return file;
+}
+
+static __always_inline bool name_matches(const char *name, __u32 len)
+{
+	for (__u32 i = 0; i < MAX_SUFFIXES; i++) {
+		__u32 sl;
+		bool ok = true;
+
+		if (i >= n_suffixes)
+			break;
+		sl = suffix_len[i];
+		if (sl == 0 || sl > len || sl > SUFFIX_LEN)
+			continue;
+		for (__u32 j = 0; j < SUFFIX_LEN; j++) {
+			if (j >= sl)
+				break;
+			if (name[(len - sl + j) & (NAME_BUF - 1)] != suffixes[i][j]) {
+				ok = false;
+				break;
+			}
+		}
+		if (ok)
+			return true;
+	}
+	return false;
+}
+
+struct walk {
+	struct dentry *dentry;
+	struct vfsmount *vfsmnt;
+	struct mount *mnt;
+	__u32 pos;	/* s->buf[pos..LOCK_PATH_MAX) holds the path so far */
+	__u32 flags;
+	bool done;
+};
+
+/* One step up: a path component, or a crossing to the parent mount. */
+static long walk_step(__u32 i, void *data)
+{
+	struct walk *w = data;
+	/* plain locals: CO-RE relocations apply to kernel types only */
+	struct dentry *dentry = w->dentry;
+	struct vfsmount *vfsmnt = w->vfsmnt;
+	struct mount *mnt = w->mnt;
+	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
+	const unsigned char *name;
+	struct scratch *s;
+	__u32 zero = 0, len, pos;
+
+	if (dentry == mnt_root || dentry == parent) {
+		struct mount *up;
+
+		w->done = true;
+		if (dentry != mnt_root) {
+			/* a root that is not its mount's root: detached tree */
+			w->flags |= LOCK_F_UNREACHABLE;
+			return 1;
+		}
+		up = BPF_CORE_READ(mnt, mnt_parent);
+		if (up == mnt)
+			return 1; /* the namespace's root mount */
+		w->done = false;
+		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->mnt = up;
+		w->vfsmnt = &up->mnt;
+		return 0;
+	}
+	s = bpf_map_lookup_elem(&scratch_map, &zero);
+	if (!s)
+		return 1;
+	len = BPF_CORE_READ(dentry, d_name.len);
+	name = BPF_CORE_READ(dentry, d_name.name);
+	pos = w->pos;
+	if (len >= NAME_BUF || len + 2 > pos) {
+		w->flags |= LOCK_F_PATH_TRUNCATED;
+		w->done = true;
+		return 1;
+	}
+	pos -= len;
+	bpf_probe_read_kernel(&s->buf[pos & (LOCK_PATH_MAX - 1)], len & (NAME_BUF - 1), name);
+	pos -= 1;
+	s->buf[pos & (LOCK_PATH_MAX - 1)] = '/';
+	w->pos = pos;
+	w->dentry = parent;
+	return 0;
+}
+
+/*
+ * Rebuild the absolute path of @file from its dentry and mount chain, up to
+ * the root of its mount namespace (bpf_d_path is not allowed in tracepoint
+ * programs). bpf_loop (5.17+) keeps the verifier's work to one step.
+ * Writes s->buf[pos..LOCK_PATH_MAX) and returns pos.
+ */
+static __always_inline __u32 build_path(struct scratch *s, struct file *file, __u32 *flags)
+{
+	struct vfsmount *vfsmnt = BPF_CORE_READ(file, f_path.mnt);
+	struct walk w = {
+		.dentry = BPF_CORE_READ(file, f_path.dentry),
+		.vfsmnt = vfsmnt,
+		.mnt = container_of(vfsmnt, struct mount, mnt),
+		.pos = LOCK_PATH_MAX,
+	};
+
+	bpf_loop(MAX_WALK, walk_step, &w, 0);
+	if (!w.done)
+		w.flags |= LOCK_F_PATH_TRUNCATED;
+	*flags |= w.flags;
+	if (w.pos >= LOCK_PATH_MAX) {
+		w.pos = LOCK_PATH_MAX - 1;
+		s->buf[LOCK_PATH_MAX - 1] = '/';
+	}
+	return w.pos;
+}
+
+static __always_inline __u32 pid_ns_inum(struct task_struct *task)
+{
+	struct pid *pid = BPF_CORE_READ(task, thread_pid);
+	unsigned int level = BPF_CORE_READ(pid, level);
+	struct upid up = {};
+
+	bpf_probe_read_kernel(&up, sizeof(up), &pid->numbers[level & 31]);
+	return BPF_CORE_READ(up.ns, ns.inum);
+}
+
+static __always_inline int handle_open(long fd, __u64 open_flags)
+{
+	struct task_struct *task;
+	struct scratch *s;
+	struct file *file;
+	struct dentry *dentry;
+	__u32 zero = 0, len, pos, n, flags = 0;
+	__u64 id;
+
+	/* Cheapest first: flags are in a register; no string work yet. */
+	if (!(open_flags & O_CREAT))
+		return 0;
+	if (!non_exclusive && !(open_flags & O_EXCL))
+		return 0;
+
+	task = bpf_get_current_task_btf();
+	file = fd_file(task, fd);
+	if (!file)
+		return 0;
+	/* O_CREAT on an existing file, or an O_EXCL that raced: not a creation */
+	if (!(BPF_CORE_READ(file, f_mode) & FMODE_CREATED))
+		return 0;
+
+	s = bpf_map_lookup_elem(&scratch_map, &zero);
+	if (!s)
+		return 0;
+	dentry = BPF_CORE_READ(file, f_path.dentry);
+	len = BPF_CORE_READ(dentry, d_name.len);
+	if (!any_name) {
+		if (len >= NAME_BUF)
+			return 0;
+		bpf_probe_read_kernel_str(s->name, NAME_BUF, BPF_CORE_READ(dentry, d_name.name));
+		if (!name_matches(s->name, len))
+			return 0;
+	}
+
+	id = bpf_get_current_pid_tgid();
+	s->ev.kind = LOCK_EV_CREATED;
+	s->ev.tgid = id >> 32;
+	s->ev.tid = (__u32)id;
+	s->ev.dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
+	s->ev.ino = BPF_CORE_READ(file, f_inode, i_ino);
+	s->ev.mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	s->ev.pid_ns = pid_ns_inum(task);
+	s->ev.start_boottime = BPF_CORE_READ(task, group_leader, start_boottime);
+	s->ev.open_flags = open_flags;
+	bpf_get_current_comm(s->ev.comm, sizeof(s->ev.comm));
+
+	pos = build_path(s, file, &flags);
+	n = LOCK_PATH_MAX - pos;
+	bpf_probe_read_kernel(s->path, n & (LOCK_PATH_MAX - 1), &s->buf[pos & (LOCK_PATH_MAX - 1)]);
+	s->ev.path_len = n & (LOCK_PATH_MAX - 1);
+
+	/* Watch the owner before anyone hears of the lock: it cannot exit
+	 * unseen between the two, as it is the task running this. */
+	if (!watch_owner(s->ev.tgid))
+		flags |= LOCK_F_OWNER_UNTRACKED;
+	s->ev.flags = flags;
+
+	if (bpf_ringbuf_output(&lock_events, s,
+			       sizeof(s->ev) + (s->ev.path_len & (LOCK_PATH_MAX - 1)), 0))
+		count(&counters.ringbuf_drops);
+	else
+		count(&counters.created);
+	return 0;
+}
+
+/* x86_64 syscall arguments in the saved user registers: di, si, dx, r10 */
+static __always_inline struct pt_regs *user_regs(void)
+{
+	return (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat")
+int handle_openat_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	if (ctx->ret < 0)
+		return 0;
+	return handle_open(ctx->ret, BPF_CORE_READ(user_regs(), dx));
+}
+
+SEC("tracepoint/syscalls/sys_exit_open")
+int handle_open_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	if (ctx->ret < 0)
+		return 0;
+	return handle_open(ctx->ret, BPF_CORE_READ(user_regs(), si));
+}
+
+SEC("tracepoint/syscalls/sys_exit_creat")
+int handle_creat_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	if (ctx->ret < 0)
+		return 0;
+	/* creat() is open(O_CREAT|O_WRONLY|O_TRUNC): never exclusive */
+	return handle_open(ctx->ret, O_CREAT | 01 | 01000);
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat2")
+int handle_openat2_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	struct open_how *how;
+	__u64 flags = 0;
+
+	if (ctx->ret < 0)
+		return 0;
+	how = (struct open_how *)BPF_CORE_READ(user_regs(), dx);
+	bpf_probe_read_user(&flags, sizeof(flags), &how->flags);
+	return handle_open(ctx->ret, flags);
+}
+
+/*
+ * A tracked owner removed or renamed a name. Paths are not resolved here
+ * (the syscall may be relative to a dirfd that is gone): user space checks
+ * that owner's locks. Non-owners cost one hash lookup.
+ */
+static __always_inline int name_gone(long ret)
+{
+	struct lock_name_gone *e;
+	__u32 tgid;
+
+	if (ret != 0)
+		return 0;
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!bpf_map_lookup_elem(&owners, &tgid))
+		return 0;
+	e = bpf_ringbuf_reserve(&lock_events, sizeof(*e), 0);
+	if (!e) {
+		count(&counters.ringbuf_drops);
+		return 0;
+	}
+	e->kind = LOCK_EV_NAME_GONE;
+	e->tgid = tgid;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_unlinkat")
+int handle_unlinkat_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return name_gone(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_unlink")
+int handle_unlink_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return name_gone(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_renameat2")
+int handle_renameat2_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return name_gone(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_renameat")
+int handle_renameat_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return name_gone(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_rename")
+int handle_rename_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return name_gone(ctx->ret);
+}
+
+/*
+ * Exit of a whole thread group (group_dead: the last thread is leaving);
+ * a single thread's exit never counts. Only watched owners reach user space.
+ */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(handle_exit, struct task_struct *p, bool group_dead)
+{
+	struct task_struct *parent;
+	struct lock_exit *e;
+	__u32 tgid;
+	int status;
+
+	if (!group_dead)
+		return 0;
+	tgid = p->tgid;
+	if (!bpf_map_lookup_elem(&owners, &tgid))
+		return 0;
+	bpf_map_delete_elem(&owners, &tgid);
+
+	/* the group's wait status when it exited as a group (exit_group,
+	 * fatal signal); the last thread's own code otherwise */
+	status = BPF_CORE_READ(p, signal, group_exit_code);
+	if (!status)
+		status = BPF_CORE_READ(p, exit_code);
+	parent = BPF_CORE_READ(p, real_parent);
+
+	e = bpf_ringbuf_reserve(&lock_events, sizeof(*e), 0);
+	if (!e) {
+		count(&counters.ringbuf_drops);
+		return 0;
+	}
+	e->kind = LOCK_EV_EXIT;
+	e->tgid = tgid;
+	e->ppid = BPF_CORE_READ(parent, tgid);
+	e->status = status;
+	e->start_boottime = BPF_CORE_READ(p, group_leader, start_boottime);
+	e->parent_start_boottime = BPF_CORE_READ(parent, group_leader, start_boottime);
+	{
+		struct signal_struct *psig = BPF_CORE_READ(parent, signal);
+
+		e->parent_subreaper = BPF_CORE_READ_BITFIELD_PROBED(psig, is_child_subreaper);
+	}
+	e->_pad = 0;
+	BPF_CORE_READ_STR_INTO(&e->comm, p, group_leader, comm);
+	/* A clean exit hands the locks to the parent: watch it now, before
+	 * it can exit unseen while user space catches up. */
+	if (status == 0 && e->ppid > 1)
+		watch_owner(e->ppid);
+	bpf_ringbuf_submit(e, 0);
+	count(&counters.exits);
+	return 0;
+}

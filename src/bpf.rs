@@ -1,0 +1,14 @@
+//! The generated skeletons (build.rs → OUT_DIR) and the `plain` impls that
+//! let ring-buffer samples be read as the record types they carry.
+
+pub mod locks {
+    include!(concat!(env!("OUT_DIR"), "/locks.skel.rs"));
+}
+
+// SAFETY: generated from the C records in bpf/locks.h: plain integers and
+// byte arrays, #[repr(C)], valid for any bit pattern.
+unsafe impl plain::Plain for locks::types::lock_created {}
+unsafe impl plain::Plain for locks::types::lock_exit {}
+unsafe impl plain::Plain for locks::types::lock_name_gone {}
+unsafe impl plain::Plain for locks::types::lock_counters {}
+unsafe impl plain::Plain for locks::types::bss {}

@@ -1,0 +1,201 @@
+//! eghostbuster: removes ghost lock files left by dead processes, never one
+//! a live process relies on. This file is the command line and the wiring;
+//! each role lives in its own module.
+
+mod bpf;
+mod cli;
+mod events;
+mod lock_monitor;
+mod lockfile;
+mod patterns;
+mod poller;
+mod procfs;
+mod sysenv;
+mod verdict;
+mod worker;
+
+use std::mem::MaybeUninit;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use libbpf_rs::{MapCore, MapFlags, MapHandle};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::unistd::Pid;
+
+use crate::cli::{Cli, Command, RunArgs};
+use crate::patterns::LockMatcher;
+use crate::sysenv::Unmet;
+use crate::worker::{KernelCounters, Msg, Worker, WorkerConfig};
+
+/// Exit codes (README): 0 success, 1 runtime failure, 2 bad usage or an
+/// unmet requirement.
+const EXIT_RUNTIME: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            let line = text.lines().next().unwrap_or("bad usage");
+            eprintln!("eghostbuster: {}", line.trim_start_matches("error: "));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_target(false)
+        .init();
+
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(u) = e.downcast_ref::<Unmet>() {
+                eprintln!("eghostbuster: {u}");
+                ExitCode::from(EXIT_USAGE)
+            } else if let Some(u) = e.downcast_ref::<Usage>() {
+                eprintln!("eghostbuster: {}", u.0);
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                eprintln!("eghostbuster: {e:#}");
+                ExitCode::from(EXIT_RUNTIME)
+            }
+        }
+    }
+}
+
+/// Bad usage found after parsing (globs, combinations).
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+fn libbpf_log(level: libbpf_rs::PrintLevel, msg: String) {
+    let msg = msg.trim_end();
+    match level {
+        libbpf_rs::PrintLevel::Warn => log::warn!("libbpf: {msg}"),
+        libbpf_rs::PrintLevel::Info => log::debug!("libbpf: {msg}"),
+        libbpf_rs::PrintLevel::Debug => log::trace!("libbpf: {msg}"),
+    }
+}
+
+struct BssCounters(MapHandle);
+
+impl KernelCounters for BssCounters {
+    fn read(&self) -> Option<(u64, u64)> {
+        let bytes = self.0.lookup(&0u32.to_ne_bytes(), MapFlags::ANY).ok()??;
+        let mut c = bpf::locks::types::lock_counters::default();
+        plain::copy_from_bytes(&mut c, &bytes).ok()?;
+        Some((c.ringbuf_drops, c.owners_full))
+    }
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    // Everything the user can get wrong is checked before anything loads.
+    let matcher = LockMatcher::new(&args.includes, &args.excludes, &args.paths).map_err(Usage)?;
+    if args.no_locks {
+        return Err(Usage("nothing to monitor: --no-locks leaves no monitor (the socket monitor is not built yet)".into()).into());
+    }
+    sysenv::check_privileges()?;
+    sysenv::check_btf()?;
+    sysenv::ensure_tracefs()?;
+    libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Debug, libbpf_log)));
+
+    // Signals are taken by sigwait in this thread only.
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    signals.thread_block().context("blocking SIGINT/SIGTERM")?;
+
+    let mut storage = MaybeUninit::uninit();
+    let monitor = lock_monitor::load(
+        &mut storage,
+        &lock_monitor::LockBpfConfig {
+            non_exclusive: args.non_exclusive,
+            suffixes: matcher.kernel_suffixes(),
+            max_owners: args.max_owners,
+            ring_buffer_size: args.ring_buffer_size,
+        },
+    )?;
+    let maps = &monitor.skel.maps;
+    let owners = MapHandle::try_from(&maps.owners).context("owners map")?;
+    let events = MapHandle::try_from(&maps.lock_events).context("lock_events map")?;
+    let bss = MapHandle::try_from(&maps.bss).context(".bss map")?;
+
+    let scope = if args.paths.is_empty() {
+        "the whole host".to_string()
+    } else {
+        args.paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut worker = Worker::new(
+        WorkerConfig {
+            dry_run: args.dry_run,
+            matcher,
+            max_locks: args.max_locks as usize,
+        },
+        owners,
+        BssCounters(bss),
+    )
+    .context("reading this process's namespaces")?;
+
+    let (tx, rx) = crossbeam_channel::bounded::<Msg>(65536);
+    let stop = AtomicBool::new(false);
+    let stats = poller::PollerStats::default();
+    log::info!(
+        "ready: lock monitor attached ({}); scope: {scope}{}",
+        monitor.attached.join(", "),
+        if args.dry_run {
+            "; dry run: nothing is removed"
+        } else {
+            ""
+        }
+    );
+
+    let outcome = std::thread::scope(|s| -> Result<()> {
+        let poll = s.spawn(|| {
+            let tx = tx; // dropped when polling ends: the worker then stops
+            let r = poller::run(
+                &events,
+                |d| events::decode(d).map(Msg::Lock),
+                &tx,
+                &stop,
+                &stats,
+            );
+            if r.is_err() {
+                let _ = kill(Pid::this(), Signal::SIGTERM); // wake the main thread
+            }
+            r
+        });
+        let work = s.spawn(move || worker.run(&rx));
+        let sig = signals.wait().context("waiting for signals")?;
+        log::info!("{sig}: stopping");
+        stop.store(true, Ordering::Relaxed);
+        let polled = poll.join().expect("poller thread panicked");
+        work.join().expect("worker thread panicked");
+        polled
+    });
+    let lost = stats.queue_full.load(Ordering::Relaxed) + stats.undecodable.load(Ordering::Relaxed);
+    if lost > 0 {
+        log::warn!("{lost} lock events could not be handled (worker queue full or undecodable)");
+    }
+    outcome
+}

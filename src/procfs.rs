@@ -1,0 +1,325 @@
+//! What /proc says about processes: who is alive, who has a file open or
+//! locked. Parsers are pure and unit-tested; the readers are thin.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// A file's identity in user-space terms: device (major, minor) and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileId {
+    pub major: u32,
+    pub minor: u32,
+    pub ino: u64,
+}
+
+impl FileId {
+    /// From a kernel `dev_t` (MAJOR << 20 | MINOR), as BPF reads `s_dev`.
+    pub fn from_kernel(dev: u64, ino: u64) -> Self {
+        FileId {
+            major: (dev >> 20) as u32,
+            minor: (dev & 0xfffff) as u32,
+            ino,
+        }
+    }
+
+    /// From a user-space `st_dev` as stat(2) returns it.
+    pub fn from_stat(dev: u64, ino: u64) -> Self {
+        FileId {
+            major: libc::major(dev),
+            minor: libc::minor(dev),
+            ino,
+        }
+    }
+}
+
+/// One process as /proc/PID/stat shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcStat {
+    pub pid: u32,
+    pub comm: String,
+    pub state: char,
+    pub ppid: u32,
+    /// Start time in clock ticks since boot.
+    pub start_ticks: u64,
+}
+
+impl ProcStat {
+    /// Zombies and dead tasks are not alive: they can hold nothing.
+    pub fn alive(&self) -> bool {
+        !matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
+/// Parse /proc/PID/stat. The command name is in parentheses and may itself
+/// contain spaces and parentheses, so split at the last ')'.
+pub fn parse_stat(pid: u32, text: &str) -> Option<ProcStat> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text.get(open + 1..close)?.to_string();
+    let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
+    // rest[0] = state (field 3), rest[1] = ppid (4), rest[19] = starttime (22)
+    Some(ProcStat {
+        pid,
+        comm,
+        state: rest.first()?.chars().next()?,
+        ppid: rest.get(1)?.parse().ok()?,
+        start_ticks: rest.get(19)?.parse().ok()?,
+    })
+}
+
+pub fn stat(pid: u32) -> Option<ProcStat> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(pid, &text)
+}
+
+/// The thread group a thread id belongs to (a PID file may name a thread).
+pub fn tgid(pid: u32) -> Option<u32> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The command name of a process, or "?" once it is gone.
+pub fn comm(pid: u32) -> String {
+    stat(pid).map(|s| s.comm).unwrap_or_else(|| "?".into())
+}
+
+pub fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
+}
+
+/// Kernel `start_boottime` (ns) in the clock ticks /proc reports.
+pub fn boottime_ns_to_ticks(ns: u64) -> u64 {
+    ns / (1_000_000_000 / clock_ticks_per_sec())
+}
+
+/// Wall-clock time (ns since the epoch) a process started, from its ticks.
+pub fn start_wall_ns(start_ticks: u64) -> i128 {
+    let now = |clock| {
+        nix::time::clock_gettime(clock)
+            .map(|t| t.tv_sec() as i128 * 1_000_000_000 + t.tv_nsec() as i128)
+            .unwrap_or(0)
+    };
+    let wall = now(nix::time::ClockId::CLOCK_REALTIME);
+    let boot = now(nix::time::ClockId::CLOCK_BOOTTIME);
+    let start_boot = start_ticks as i128 * 1_000_000_000 / clock_ticks_per_sec() as i128;
+    wall - boot + start_boot
+}
+
+/// Inode number of one of our own namespaces (`mnt`, `pid`, `net`).
+pub fn own_ns(kind: &str) -> io::Result<u64> {
+    Ok(fs::metadata(format!("/proc/self/ns/{kind}"))?.ino())
+}
+
+fn numeric_dirs(dir: &Path) -> impl Iterator<Item = u32> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+}
+
+/// Who has any of `targets` open (an fd, inherited or not) or mapped, by a
+/// single walk of /proc. Processes in `ignore` (the dead owner still on its
+/// way out, this agent) are skipped, and so are zombies.
+pub fn open_holders(targets: &HashSet<FileId>, ignore: &[u32]) -> HashMap<FileId, u32> {
+    let mut found = HashMap::new();
+    if targets.is_empty() {
+        return found;
+    }
+    for pid in numeric_dirs(Path::new("/proc")) {
+        if ignore.contains(&pid) {
+            continue;
+        }
+        let mut hit = |id: FileId| {
+            if targets.contains(&id)
+                && !found.contains_key(&id)
+                && stat(pid).is_some_and(|s| s.alive())
+            {
+                found.insert(id, pid);
+            }
+        };
+        let fd_dir = format!("/proc/{pid}/fd");
+        if let Err(e) = fs::read_dir(&fd_dir) {
+            if e.kind() == io::ErrorKind::PermissionDenied {
+                // Blind to this process: it may hold any of them.
+                log::warn!("cannot inspect the open files of pid {pid}: {e}");
+                for id in targets {
+                    found.entry(*id).or_insert(pid);
+                }
+                continue;
+            }
+        }
+        for fd in numeric_dirs(Path::new(&fd_dir)) {
+            // stat follows the magic link to the open file itself
+            if let Ok(m) = fs::metadata(format!("{fd_dir}/{fd}")) {
+                hit(FileId::from_stat(m.dev(), m.ino()));
+            }
+        }
+        if let Ok(maps) = fs::read_to_string(format!("/proc/{pid}/maps")) {
+            for id in parse_maps(&maps) {
+                hit(id);
+            }
+        }
+        if found.len() == targets.len() {
+            break;
+        }
+    }
+    found
+}
+
+/// File identities of the mappings in /proc/PID/maps
+/// ("addr perms offset MAJ:MIN inode path").
+pub fn parse_maps(text: &str) -> impl Iterator<Item = FileId> + '_ {
+    text.lines().filter_map(|line| {
+        let mut f = line.split_whitespace();
+        let dev = f.nth(3)?;
+        let ino: u64 = f.next()?.parse().ok()?;
+        if ino == 0 {
+            return None;
+        }
+        let (maj, min) = dev.split_once(':')?;
+        Some(FileId {
+            major: u32::from_str_radix(maj, 16).ok()?,
+            minor: u32::from_str_radix(min, 16).ok()?,
+            ino,
+        })
+    })
+}
+
+/// One held lock from /proc/locks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldLock {
+    pub kind: String,
+    /// The holder; 0 when unknown (OFD locks show -1, other namespaces 0).
+    pub pid: u32,
+    pub file: FileId,
+}
+
+/// Parse /proc/locks, e.g. `1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF`.
+/// Waiters (`1: -> FLOCK ...`) hold nothing and are skipped.
+pub fn parse_proc_locks(text: &str) -> Vec<HeldLock> {
+    text.lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.get(1) == Some(&"->") || f.len() < 6 {
+                return None;
+            }
+            let pid: i64 = f[4].parse().ok()?;
+            let mut dev = f[5].splitn(3, ':');
+            let major = u32::from_str_radix(dev.next()?, 16).ok()?;
+            let minor = u32::from_str_radix(dev.next()?, 16).ok()?;
+            let ino: u64 = dev.next()?.parse().ok()?;
+            Some(HeldLock {
+                kind: f[1].to_string(),
+                pid: u32::try_from(pid).unwrap_or(0),
+                file: FileId { major, minor, ino },
+            })
+        })
+        .collect()
+}
+
+pub fn held_locks() -> Vec<HeldLock> {
+    fs::read_to_string("/proc/locks")
+        .map(|t| parse_proc_locks(&t))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_odd_comm() {
+        let line =
+            "4242 (a b) c)) S 17 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100";
+        let s = parse_stat(4242, line).unwrap();
+        assert_eq!(s.comm, "a b) c)");
+        assert_eq!(s.state, 'S');
+        assert_eq!(s.ppid, 17);
+        assert_eq!(s.start_ticks, 987654);
+        assert!(s.alive());
+        let z = parse_stat(1, "1 (x) Z 0 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0").unwrap();
+        assert!(!z.alive());
+        assert!(parse_stat(1, "1 (x) S").is_none());
+        assert!(parse_stat(1, "garbage").is_none());
+    }
+
+    #[test]
+    fn own_stat_is_readable() {
+        let me = std::process::id();
+        let s = stat(me).unwrap();
+        assert!(s.alive());
+        assert!(s.start_ticks > 0);
+    }
+
+    #[test]
+    fn proc_locks() {
+        let text = "1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF\n\
+                    2: FLOCK  ADVISORY  WRITE 99 00:2a:17 0 EOF\n\
+                    2: -> FLOCK  ADVISORY  WRITE 100 00:2a:17 0 EOF\n\
+                    3: OFDLCK ADVISORY  READ  -1 fd:00:42 0 EOF\n\
+                    junk\n";
+        let l = parse_proc_locks(text);
+        assert_eq!(l.len(), 3);
+        assert_eq!(l[0].pid, 1234);
+        assert_eq!(
+            l[0].file,
+            FileId {
+                major: 8,
+                minor: 1,
+                ino: 5678
+            }
+        );
+        assert_eq!(l[1].kind, "FLOCK");
+        assert_eq!(
+            l[1].file,
+            FileId {
+                major: 0,
+                minor: 0x2a,
+                ino: 17
+            }
+        );
+        assert_eq!(l[2].pid, 0);
+        assert_eq!(
+            l[2].file,
+            FileId {
+                major: 0xfd,
+                minor: 0,
+                ino: 42
+            }
+        );
+    }
+
+    #[test]
+    fn maps() {
+        let text = "55d0c0a00000-55d0c0a02000 r--p 00000000 fd:01 1234 /usr/bin/cat\n\
+                    7ffd1000-7ffd2000 rw-p 00000000 00:00 0 [stack]\n";
+        let v: Vec<FileId> = parse_maps(text).collect();
+        assert_eq!(
+            v,
+            vec![FileId {
+                major: 0xfd,
+                minor: 1,
+                ino: 1234
+            }]
+        );
+    }
+
+    #[test]
+    fn dev_encodings_agree() {
+        let k = FileId::from_kernel((259 << 20) | 3, 9);
+        let u = FileId::from_stat(libc::makedev(259, 3), 9);
+        assert_eq!(k, u);
+    }
+}

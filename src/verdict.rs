@@ -1,0 +1,330 @@
+//! The decisions, free of I/O: how a process exited, what that means for the
+//! locks it owned, and whether the facts gathered about a lock file allow its
+//! removal (DESIGN.md, "when one is stale" and "checks before removal").
+
+use std::fmt;
+
+/// How a thread group ended, from its wait(2) status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitKind {
+    Killed { signal: i32, core: bool },
+    Failed(i32),
+    Clean,
+}
+
+impl ExitKind {
+    pub fn from_wait_status(status: u32) -> Self {
+        let sig = (status & 0x7f) as i32;
+        if sig == 0 {
+            match ((status >> 8) & 0xff) as i32 {
+                0 => ExitKind::Clean,
+                code => ExitKind::Failed(code),
+            }
+        } else {
+            ExitKind::Killed {
+                signal: sig,
+                core: status & 0x80 != 0,
+            }
+        }
+    }
+}
+
+impl fmt::Display for ExitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ExitKind::Killed { signal, core } => {
+                let name = nix::sys::signal::Signal::try_from(signal)
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_else(|_| format!("signal {signal}"));
+                write!(
+                    f,
+                    "killed by {name}{}",
+                    if core { " (core dumped)" } else { "" }
+                )
+            }
+            ExitKind::Failed(code) => write!(f, "exited with status {code}"),
+            ExitKind::Clean => write!(f, "exited with status 0"),
+        }
+    }
+}
+
+/// What an owner's exit means for one of its locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnExit {
+    /// Owner crashed, was killed or failed: remove if the checks pass.
+    Stale,
+    /// A clean exit left the lock on purpose: the parent owns it now.
+    HandToParent(u32),
+    /// A clean exit, and the parent is init or a subreaper: leave it.
+    Left,
+}
+
+/// DESIGN.md's exit classification. `names_self` is true when the file's
+/// first line is the exiting process's own PID: such a lock claims a
+/// process that is gone, whatever its exit status.
+pub fn on_exit(kind: ExitKind, names_self: bool, ppid: u32, parent_subreaper: bool) -> OnExit {
+    if kind != ExitKind::Clean || names_self {
+        OnExit::Stale
+    } else if ppid <= 1 || parent_subreaper {
+        OnExit::Left
+    } else {
+        OnExit::HandToParent(ppid)
+    }
+}
+
+/// What the first line of a lock file says about its owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PidInFile {
+    /// No PID there (empty, text, binary).
+    NoPid,
+    /// The PID names no live process.
+    Dead(u32),
+    /// A live process that started after the file was last modified: the
+    /// PID was reused, the writer is gone.
+    Reused(u32),
+    Alive(u32),
+    /// The creator is in another PID namespace we cannot read it in.
+    Uninterpretable,
+}
+
+/// The facts gathered about one lock file just before a decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts {
+    /// Check 1: the name still refers to the inode recorded at creation.
+    pub same_inode: bool,
+    /// Check 2: a live process other than the dead owner has it open or mapped.
+    pub open_by: Option<u32>,
+    /// Check 3: a flock/POSIX/OFD lock on the inode (pid 0: holder unknown).
+    pub locked_by: Option<u32>,
+    /// Check 4.
+    pub pid: PidInFile,
+}
+
+/// Why a lock is kept. Carries the live process it now depends on, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    Replaced,
+    OpenBy(u32),
+    LockedBy(u32),
+    PidAlive(u32),
+    PidUninterpretable,
+}
+
+impl Keep {
+    /// The live process ownership moves to (DESIGN.md: evaluated again
+    /// when it exits).
+    pub fn new_owner(&self) -> Option<u32> {
+        match *self {
+            Keep::OpenBy(p) | Keep::PidAlive(p) => Some(p),
+            Keep::LockedBy(p) if p > 0 => Some(p),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Keep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Keep::Replaced => write!(f, "the name now belongs to another file"),
+            Keep::OpenBy(p) => write!(f, "open by pid {p}"),
+            Keep::LockedBy(0) => write!(f, "locked (flock/fcntl) by a process"),
+            Keep::LockedBy(p) => write!(f, "locked (flock/fcntl) by pid {p}"),
+            Keep::PidAlive(p) => write!(f, "names live pid {p}"),
+            Keep::PidUninterpretable => {
+                write!(f, "its PID cannot be read in the creator's PID namespace")
+            }
+        }
+    }
+}
+
+/// Checks 1-4, in order; the first that fails keeps the file.
+pub fn judge(f: &Facts) -> Result<(), Keep> {
+    if !f.same_inode {
+        return Err(Keep::Replaced);
+    }
+    if let Some(p) = f.open_by {
+        return Err(Keep::OpenBy(p));
+    }
+    if let Some(p) = f.locked_by {
+        return Err(Keep::LockedBy(p));
+    }
+    match f.pid {
+        PidInFile::Alive(p) => Err(Keep::PidAlive(p)),
+        PidInFile::Uninterpretable => Err(Keep::PidUninterpretable),
+        PidInFile::NoPid | PidInFile::Dead(_) | PidInFile::Reused(_) => Ok(()),
+    }
+}
+
+/// The PID on the first line of a lock file: decimal digits, surrounding
+/// blanks allowed, nothing else on the line. Anything else is no PID.
+pub fn parse_pid_line(content: &[u8]) -> Option<u32> {
+    let line = content.split(|&b| b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?.trim();
+    if line.is_empty() || !line.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    match line.parse::<u32>() {
+        Ok(p) if p > 0 => Some(p),
+        _ => None,
+    }
+}
+
+/// Check 4's PID-reuse rule: a process that started after the file was
+/// last written cannot have written it. A margin keeps near-ties (clock
+/// granularity) on the safe side: alive.
+pub fn started_after(process_start_ns: i128, file_mtime_ns: i128) -> bool {
+    const MARGIN_NS: i128 = 1_000_000_000;
+    process_start_ns > file_mtime_ns + MARGIN_NS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_status_decoding() {
+        assert_eq!(ExitKind::from_wait_status(0), ExitKind::Clean);
+        assert_eq!(ExitKind::from_wait_status(3 << 8), ExitKind::Failed(3));
+        assert_eq!(
+            ExitKind::from_wait_status(9),
+            ExitKind::Killed {
+                signal: 9,
+                core: false
+            }
+        );
+        assert_eq!(
+            ExitKind::from_wait_status(6 | 0x80),
+            ExitKind::Killed {
+                signal: 6,
+                core: true
+            }
+        );
+        assert_eq!(
+            ExitKind::from_wait_status(9).to_string(),
+            "killed by SIGKILL"
+        );
+        assert_eq!(
+            ExitKind::from_wait_status(6 | 0x80).to_string(),
+            "killed by SIGABRT (core dumped)"
+        );
+        assert_eq!(
+            ExitKind::from_wait_status(1 << 8).to_string(),
+            "exited with status 1"
+        );
+    }
+
+    #[test]
+    fn exit_classification() {
+        let killed = ExitKind::Killed {
+            signal: 9,
+            core: false,
+        };
+        assert_eq!(on_exit(killed, false, 100, false), OnExit::Stale);
+        assert_eq!(
+            on_exit(ExitKind::Failed(1), false, 100, false),
+            OnExit::Stale
+        );
+        assert_eq!(
+            on_exit(ExitKind::Clean, false, 100, false),
+            OnExit::HandToParent(100)
+        );
+        assert_eq!(on_exit(ExitKind::Clean, false, 1, false), OnExit::Left);
+        assert_eq!(on_exit(ExitKind::Clean, false, 100, true), OnExit::Left);
+        // a lock naming the exiting process is stale whatever the status
+        assert_eq!(on_exit(ExitKind::Clean, true, 100, false), OnExit::Stale);
+        assert_eq!(on_exit(ExitKind::Clean, true, 1, false), OnExit::Stale);
+    }
+
+    fn facts() -> Facts {
+        Facts {
+            same_inode: true,
+            open_by: None,
+            locked_by: None,
+            pid: PidInFile::NoPid,
+        }
+    }
+
+    #[test]
+    fn judge_in_order() {
+        assert_eq!(judge(&facts()), Ok(()));
+        assert_eq!(
+            judge(&Facts {
+                pid: PidInFile::Dead(5),
+                ..facts()
+            }),
+            Ok(())
+        );
+        assert_eq!(
+            judge(&Facts {
+                pid: PidInFile::Reused(5),
+                ..facts()
+            }),
+            Ok(())
+        );
+        assert_eq!(
+            judge(&Facts {
+                pid: PidInFile::Alive(5),
+                ..facts()
+            }),
+            Err(Keep::PidAlive(5))
+        );
+        assert_eq!(
+            judge(&Facts {
+                pid: PidInFile::Uninterpretable,
+                ..facts()
+            }),
+            Err(Keep::PidUninterpretable)
+        );
+        let all_bad = Facts {
+            same_inode: false,
+            open_by: Some(1),
+            locked_by: Some(2),
+            pid: PidInFile::Alive(3),
+        };
+        assert_eq!(judge(&all_bad), Err(Keep::Replaced));
+        assert_eq!(
+            judge(&Facts {
+                same_inode: true,
+                ..all_bad.clone()
+            }),
+            Err(Keep::OpenBy(1))
+        );
+        assert_eq!(
+            judge(&Facts {
+                same_inode: true,
+                open_by: None,
+                ..all_bad
+            }),
+            Err(Keep::LockedBy(2))
+        );
+    }
+
+    #[test]
+    fn new_owner() {
+        assert_eq!(Keep::OpenBy(7).new_owner(), Some(7));
+        assert_eq!(Keep::LockedBy(0).new_owner(), None);
+        assert_eq!(Keep::Replaced.new_owner(), None);
+    }
+
+    #[test]
+    fn pid_lines() {
+        assert_eq!(parse_pid_line(b"1234\n"), Some(1234));
+        assert_eq!(parse_pid_line(b"  1234  \nhost\n"), Some(1234));
+        assert_eq!(parse_pid_line(b"1234"), Some(1234));
+        assert_eq!(parse_pid_line(b""), None);
+        assert_eq!(parse_pid_line(b"0\n"), None);
+        assert_eq!(parse_pid_line(b"-5\n"), None);
+        assert_eq!(parse_pid_line(b"12ab\n"), None);
+        assert_eq!(parse_pid_line(b"pid 12\n"), None);
+        assert_eq!(parse_pid_line(b"99999999999999\n"), None);
+        assert_eq!(parse_pid_line(b"\xff\xfe"), None);
+    }
+
+    #[test]
+    fn reuse_margin() {
+        let s = 1_000_000_000i128;
+        assert!(started_after(10 * s, 5 * s));
+        assert!(!started_after(5 * s, 10 * s));
+        assert!(!started_after(5 * s + s / 2, 5 * s)); // within the margin: alive
+    }
+}
