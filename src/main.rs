@@ -42,6 +42,10 @@ fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprintln!("eghostbuster: a subcommand is required: run (see --help)");
+            return ExitCode::from(EXIT_USAGE);
+        }
         Err(e) => {
             let text = e.render().to_string();
             let line = text.lines().next().unwrap_or("bad usage");
