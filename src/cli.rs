@@ -67,6 +67,11 @@ pub struct RunArgs {
     /// Size of the lock-event ring buffer (power of two, at least 64K)
     #[arg(long, value_name = "BYTES", default_value = "1M", value_parser = parse_ring_size)]
     pub ring_buffer_size: u32,
+
+    /// Detect whole-process exit as kernels without the tracepoint's
+    /// group_dead argument do (to test that path on any kernel)
+    #[arg(long, hide = true)]
+    pub force_exit_fallback: bool,
 }
 
 /// `--path` must be absolute; `.`/`..` are refused rather than guessed at.

@@ -134,6 +134,7 @@ fn run(args: RunArgs) -> Result<()> {
             suffixes: matcher.kernel_suffixes(),
             max_owners: args.max_owners,
             ring_buffer_size: args.ring_buffer_size,
+            force_exit_fallback: args.force_exit_fallback,
         },
     )?;
     let maps = &monitor.skel.maps;

@@ -55,6 +55,25 @@ fn killed_creator_lock_is_removed() {
 }
 
 #[test]
+fn exit_fallback_without_group_dead_sees_the_kill() {
+    if !privileged() {
+        return;
+    }
+    let dir = test_dir("legacyexit");
+    let agent = agent_for(dir.path(), &["--force-exit-fallback"]);
+    assert!(agent.log_has("no group_dead"), "{}", agent.log_text());
+    let mut procs = Procs::default();
+    let lock = dir.path().join("legacy.lock");
+    let pid = locker(&mut procs, &lock);
+    procs.kill(pid, libc::SIGKILL);
+    assert!(
+        wait_for(PATIENCE, || !exists(&lock)),
+        "{}",
+        agent.log_text()
+    );
+}
+
+#[test]
 fn aborted_and_failed_creators_locks_are_removed() {
     if !privileged() {
         return;
