@@ -74,6 +74,25 @@ fn exit_fallback_without_group_dead_sees_the_kill() {
 }
 
 #[test]
+fn long_lived_owner_is_still_recognised() {
+    // The worker checks owners' liveness every second by start time; an
+    // owner that lives through several checks must still be its own self.
+    if !privileged() {
+        return;
+    }
+    let dir = test_dir("longlived");
+    let agent = agent_for(dir.path(), &[]);
+    let mut procs = Procs::default();
+    let lock = dir.path().join("long.lock");
+    let pid = locker(&mut procs, &lock);
+    std::thread::sleep(Duration::from_millis(3500));
+    assert!(exists(&lock));
+    procs.kill(pid, libc::SIGKILL);
+    assert!(wait_for(PATIENCE, || !exists(&lock)), "{}", agent.log_text());
+    assert!(!agent.log_has("exited unseen"), "{}", agent.log_text());
+}
+
+#[test]
 fn aborted_and_failed_creators_locks_are_removed() {
     if !privileged() {
         return;
