@@ -5,7 +5,15 @@
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -68,6 +76,21 @@ pub struct RunArgs {
     #[arg(long, value_name = "BYTES", default_value = "1M", value_parser = parse_ring_size)]
     pub ring_buffer_size: u32,
 
+    /// Write Prometheus metrics to FILE (atomically, every 5 s and at exit),
+    /// e.g. for node_exporter's textfile collector
+    #[arg(long, value_name = "FILE", value_parser = parse_textfile)]
+    pub metrics_textfile: Option<PathBuf>,
+
+    /// Serve Prometheus metrics over HTTP at ADDR (/metrics). A bare port
+    /// means loopback; no value: 127.0.0.1:9633
+    #[arg(long, value_name = "ADDR", num_args = 0..=1,
+          default_missing_value = "127.0.0.1:9633", value_parser = parse_listen)]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Log lines as text or as one JSON object per line
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     /// Detect whole-process exit as kernels without the tracepoint's
     /// group_dead argument do (to test that path on any kernel)
     #[arg(long, hide = true)]
@@ -87,6 +110,27 @@ pub fn parse_scope(s: &str) -> Result<PathBuf, String> {
         return Err(format!("{s:?} contains '.' or '..'"));
     }
     Ok(std::fs::canonicalize(p).unwrap_or_else(|_| p.components().collect()))
+}
+
+/// `--metrics-listen`: `HOST:PORT`, `[V6]:PORT`, or a bare port on loopback.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse()
+        .map_err(|_| format!("{s:?} is not an address (e.g. 127.0.0.1:9633, [::1]:9633, 9633)"))
+}
+
+/// `--metrics-textfile`: an absolute path in an existing directory.
+fn parse_textfile(s: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(s);
+    if !p.is_absolute() || p.file_name().is_none() {
+        return Err(format!("{s:?} is not an absolute file path"));
+    }
+    match p.parent() {
+        Some(d) if d.is_dir() => Ok(p),
+        _ => Err(format!("{s:?}: its directory does not exist")),
+    }
 }
 
 #[allow(dead_code)] // for --close-wait-timeout, with the socket monitor
@@ -173,6 +217,18 @@ mod tests {
             parse_scope("/nonexistent-eghostbuster//x/").unwrap(),
             PathBuf::from("/nonexistent-eghostbuster/x")
         );
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(parse_listen("9633").unwrap().to_string(), "127.0.0.1:9633");
+        assert_eq!(parse_listen("[::1]:80").unwrap().to_string(), "[::1]:80");
+        assert_eq!(parse_listen("0.0.0.0:9").unwrap().to_string(), "0.0.0.0:9");
+        assert!(parse_listen("localhost").is_err());
+        assert!(parse_listen("99999").is_err());
+        assert!(parse_textfile("rel.prom").is_err());
+        assert!(parse_textfile("/nonexistent-dir-egb/x.prom").is_err());
+        assert!(parse_textfile("/tmp/x.prom").is_ok());
     }
 
     #[test]

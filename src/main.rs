@@ -7,6 +7,7 @@ mod cli;
 mod events;
 mod lock_monitor;
 mod lockfile;
+mod metrics;
 mod patterns;
 mod poller;
 mod procfs;
@@ -17,6 +18,7 @@ mod worker;
 use std::mem::MaybeUninit;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -24,7 +26,8 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle};
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::unistd::Pid;
 
-use crate::cli::{Cli, Command, RunArgs};
+use crate::cli::{Cli, Command, LogFormat, RunArgs};
+use crate::metrics::Metrics;
 use crate::patterns::LockMatcher;
 use crate::sysenv::Unmet;
 use crate::worker::{KernelCounters, Msg, Worker, WorkerConfig};
@@ -53,9 +56,8 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_target(false)
-        .init();
+    let Command::Run(ref run_args) = cli.command;
+    init_logging(run_args.log_format);
 
     let result = match cli.command {
         Command::Run(args) => run(args),
@@ -89,6 +91,43 @@ impl std::fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
+fn init_logging(format: LogFormat) {
+    let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    b.format_target(false);
+    if format == LogFormat::Json {
+        b.format(|buf, record| {
+            use std::io::Write;
+            writeln!(
+                buf,
+                "{{\"ts\":\"{}\",\"level\":\"{}\",\"msg\":{}}}",
+                buf.timestamp_millis(),
+                record.level().as_str().to_ascii_lowercase(),
+                json_string(&record.args().to_string())
+            )
+        });
+    }
+    b.init();
+}
+
+/// A JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 fn libbpf_log(level: libbpf_rs::PrintLevel, msg: String) {
     let msg = msg.trim_end();
     match level {
@@ -115,6 +154,13 @@ fn run(args: RunArgs) -> Result<()> {
     if args.no_locks {
         return Err(Usage("nothing to monitor: --no-locks leaves no monitor (the socket monitor is not built yet)".into()).into());
     }
+    let http = match args.metrics_listen {
+        Some(addr) => Some(
+            tiny_http::Server::http(addr)
+                .map_err(|e| Usage(format!("--metrics-listen {addr}: cannot listen: {e}")))?,
+        ),
+        None => None,
+    };
     sysenv::check_privileges()?;
     sysenv::check_btf()?;
     sysenv::ensure_tracefs()?;
@@ -151,23 +197,28 @@ fn run(args: RunArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let metrics = Arc::new(Metrics::default());
     let mut worker = Worker::new(
         WorkerConfig {
             dry_run: args.dry_run,
             matcher,
             max_locks: args.max_locks as usize,
+            metrics_textfile: args.metrics_textfile.clone(),
         },
         owners,
         BssCounters(bss),
+        metrics.clone(),
     )
     .context("reading this process's namespaces")?;
 
     let (tx, rx) = crossbeam_channel::bounded::<Msg>(65536);
     let stop = AtomicBool::new(false);
-    let stats = poller::PollerStats::default();
     log::info!(
-        "ready: lock monitor attached ({}); scope: {scope}{}",
+        "ready: lock monitor attached ({}); scope: {scope}{}{}",
         monitor.attached.join(", "),
+        http.as_ref()
+            .map(|h| format!("; metrics on http://{}/metrics", h.server_addr()))
+            .unwrap_or_default(),
         if args.dry_run {
             "; dry run: nothing is removed"
         } else {
@@ -183,7 +234,7 @@ fn run(args: RunArgs) -> Result<()> {
                 |d| events::decode(d).map(Msg::Lock),
                 &tx,
                 &stop,
-                &stats,
+                &metrics.user_events_dropped,
             );
             if r.is_err() {
                 let _ = kill(Pid::this(), Signal::SIGTERM); // wake the main thread
@@ -191,6 +242,9 @@ fn run(args: RunArgs) -> Result<()> {
             r
         });
         let work = s.spawn(move || worker.run(&rx));
+        if let Some(server) = &http {
+            s.spawn(|| metrics::serve(server, &metrics, &stop));
+        }
         let sig = signals.wait().context("waiting for signals")?;
         log::info!("{sig}: stopping");
         stop.store(true, Ordering::Relaxed);
@@ -198,7 +252,7 @@ fn run(args: RunArgs) -> Result<()> {
         work.join().expect("worker thread panicked");
         polled
     });
-    let lost = stats.queue_full.load(Ordering::Relaxed) + stats.undecodable.load(Ordering::Relaxed);
+    let lost = metrics.user_events_dropped.load(Ordering::Relaxed);
     if lost > 0 {
         log::warn!("{lost} lock events could not be handled (worker queue full or undecodable)");
     }

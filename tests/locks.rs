@@ -88,7 +88,11 @@ fn long_lived_owner_is_still_recognised() {
     std::thread::sleep(Duration::from_millis(3500));
     assert!(exists(&lock));
     procs.kill(pid, libc::SIGKILL);
-    assert!(wait_for(PATIENCE, || !exists(&lock)), "{}", agent.log_text());
+    assert!(
+        wait_for(PATIENCE, || !exists(&lock)),
+        "{}",
+        agent.log_text()
+    );
     assert!(!agent.log_has("exited unseen"), "{}", agent.log_text());
 }
 

@@ -69,10 +69,10 @@ impl Agent {
         });
         let mut agent = Agent { child, log };
         let ready = wait_for(Duration::from_secs(30), || {
-            agent.log_has(" ready") || agent.exited()
+            agent.log_has("ready: ") || agent.exited()
         });
         assert!(
-            ready && agent.log_has(" ready"),
+            ready && agent.log_has("ready: "),
             "agent did not become ready:\n{}",
             agent.log_text()
         );
@@ -233,4 +233,45 @@ pub fn path_arg(p: &Path) -> String {
 
 pub fn join(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
+}
+/// A minimal check of the exposition format: every sample line is
+/// `name{labels} value` with a HELP and TYPE before its family.
+pub fn validate(text: &str) -> Result<usize, String> {
+    let mut typed = std::collections::HashSet::new();
+    let mut samples = 0;
+    for (n, line) in text.lines().enumerate() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut f = rest.split(' ');
+            let name = f.next().ok_or(format!("line {n}: TYPE without name"))?;
+            match f.next() {
+                Some("counter" | "gauge" | "untyped" | "histogram" | "summary") => {}
+                other => return Err(format!("line {n}: bad type {other:?}")),
+            }
+            typed.insert(name.to_string());
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').ok_or(format!("line {n}: no value"))?;
+        value
+            .parse::<f64>()
+            .map_err(|_| format!("line {n}: bad value {value:?}"))?;
+        let name = series.split('{').next().unwrap_or("");
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        {
+            return Err(format!("line {n}: bad metric name {name:?}"));
+        }
+        if series.contains('{') && !series.ends_with('}') {
+            return Err(format!("line {n}: unterminated labels"));
+        }
+        if !typed.contains(name) {
+            return Err(format!("line {n}: {name} has no TYPE line"));
+        }
+        samples += 1;
+    }
+    Ok(samples)
 }
