@@ -546,18 +546,28 @@ impl<W: OwnerWatch, K: KernelCounters> Worker<W, K> {
             s.untrack(&id);
             None
         };
-        if lock.mnt_ns != self.own_mnt_ns {
-            log::info!(
-                "kept {path}: created in another mount namespace (pid {} {}), which is not handled",
-                lock.owner.pid,
-                lock.owner.comm
-            );
-            self.kept(KeptReason::OtherNamespace);
-            return done(self);
-        }
+        // A lock made in another mount namespace (a container, or a
+        // sandboxed service) is judged only if its path names the very same
+        // inode here too; check 1 (device + inode) decides. Otherwise the
+        // name here is some other file, and is kept.
+        let foreign = lock.mnt_ns != self.own_mnt_ns;
+        let released = |s: &mut Self, what: &str| {
+            if foreign {
+                log::info!(
+                    "kept {path}: created in another mount namespace by pid {} ({}); {what} here",
+                    lock.owner.pid,
+                    lock.owner.comm
+                );
+                s.kept(KeptReason::OtherNamespace);
+            } else {
+                log::debug!("{path} was released ({what})");
+            }
+            s.untrack(&id);
+            None
+        };
         let dir = match lockfile::open_parent(&lock.path) {
             Ok(d) => d,
-            Err(e) if lockfile::is_gone(&e) => return done(self),
+            Err(e) if lockfile::is_gone(&e) => return released(self, "its directory is gone"),
             Err(e) if lockfile::is_symlink_refusal(&e) => {
                 log::info!("kept {path}: a directory on its path is a symlink");
                 self.kept(KeptReason::Symlink);
@@ -571,10 +581,7 @@ impl<W: OwnerWatch, K: KernelCounters> Worker<W, K> {
         };
         let st = match dir.stat(dir.name()) {
             Ok(st) => st,
-            Err(e) if lockfile::is_gone(&e) => {
-                log::debug!("{path} was released");
-                return done(self);
-            }
+            Err(e) if lockfile::is_gone(&e) => return released(self, "the name is gone"),
             Err(e) => {
                 log::warn!("kept {path}: cannot stat it: {e}");
                 self.kept(KeptReason::Other);
@@ -582,8 +589,7 @@ impl<W: OwnerWatch, K: KernelCounters> Worker<W, K> {
             }
         };
         if st.id != lock.file {
-            log::debug!("{path} was released (the name now belongs to another file)");
-            return done(self);
+            return released(self, "the name belongs to another file");
         }
         if !st.regular {
             log::info!("kept {path}: no longer a regular file");

@@ -642,3 +642,50 @@ fn agent_stops_cleanly_on_sigterm() {
     let mut agent = agent_for(dir.path(), &[]);
     assert_eq!(agent.stop(), Some(0), "{}", agent.log_text());
 }
+
+#[test]
+fn other_mount_namespace_same_file_is_removed_other_file_is_kept() {
+    if !privileged() {
+        return;
+    }
+    let dir = test_dir("mntns");
+    let sub = dir.path().join("private");
+    std::fs::create_dir(&sub).unwrap();
+    // the host's own file at the path the container will use
+    let host_file = sub.join("x.lock");
+    std::fs::write(&host_file, "host\n").unwrap();
+    let agent = agent_for(dir.path(), &[]);
+    let mut procs = Procs::default();
+    // a private mount namespace with its own tmpfs over private/: its
+    // x.lock is another file than the host's
+    let script = format!(
+        "mount -t tmpfs egb-test {sub} && set -C && : > {sub}/x.lock && kill -9 $$",
+        sub = sub.display()
+    );
+    let p1 = procs.sh(
+        &format!("exec unshare --mount --propagation private sh -c '{script}'"),
+        dir.path(),
+    );
+    // a private mount namespace that sees the same filesystem (as a
+    // sandboxed service does): its lock is the same inode here
+    let shared = dir.path().join("shared.lock");
+    let p2 = procs.sh(
+        &format!(
+            "exec unshare --mount --propagation private sh -c 'set -C && : > {} && kill -9 $$'",
+            shared.display()
+        ),
+        dir.path(),
+    );
+    assert!(
+        agent.wait_log(&["kept", "private/x.lock", "another mount namespace"]),
+        "{}",
+        agent.log_text()
+    );
+    assert_eq!(std::fs::read(&host_file).unwrap(), b"host\n");
+    assert!(
+        wait_for(PATIENCE, || !exists(&shared)),
+        "{}",
+        agent.log_text()
+    );
+    let _ = (p1, p2);
+}
