@@ -31,7 +31,75 @@ pub struct Cli {
 pub enum Command {
     /// Run the agent as a daemon (runit/systemd); logs to stderr
     Run(RunArgs),
+    /// Print a shell completion script
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the eghostbuster(8) man page (roff)
+    #[command(hide = true)]
+    Manpage,
 }
+
+/// Shell completions and the man page, from this very definition.
+pub fn generate(cmd: &Command, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    let mut app = Cli::command();
+    // Into memory first: the generators panic on a failed write.
+    let mut buf = Vec::new();
+    match cmd {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut app, "eghostbuster", &mut buf)
+        }
+        Command::Manpage => {
+            app.build();
+            let man = clap_mangen::Man::new(app.clone())
+                .section("8")
+                .manual("System Administration");
+            man.render_title(&mut buf)?;
+            man.render_name_section(&mut buf)?;
+            man.render_synopsis_section(&mut buf)?;
+            man.render_description_section(&mut buf)?;
+            man.render_subcommands_section(&mut buf)?;
+            if let Some(run) = app.find_subcommand("run") {
+                buf.extend_from_slice(b".SH \"RUN OPTIONS\"\n");
+                let run = run.clone().name("eghostbuster run");
+                let mut opts = Vec::new();
+                clap_mangen::Man::new(run).render_options_section(&mut opts)?;
+                // drop its own ".SH OPTIONS" heading: ours says which command
+                let text = String::from_utf8_lossy(&opts).replacen(".SH OPTIONS\n", "", 1);
+                buf.extend_from_slice(text.as_bytes());
+            }
+            buf.extend_from_slice(MAN_TAIL.as_bytes());
+        }
+        Command::Run(_) => {}
+    }
+    out.write_all(&buf)
+}
+
+const MAN_TAIL: &str = r#".SH "EXIT STATUS"
+.TP
+0
+clean stop (SIGINT or SIGTERM)
+.TP
+1
+runtime failure
+.TP
+2
+bad usage (flags, globs, sizes) or an unmet requirement (not root, no BTF, no syscall tracepoints, programs refused); one line on standard error, nothing loaded or touched
+.SH FILES
+.TP
+/etc/default/eghostbuster
+options read by the runit service and the systemd unit (EGHOSTBUSTER_OPTS)
+.TP
+/etc/sv/eghostbuster
+the runit service (not enabled by default)
+.TP
+/var/log/eghostbuster
+runit's svlogd log directory
+.SH "SEE ALSO"
+runsv(8), sv(8), systemctl(1)
+"#;
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {

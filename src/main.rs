@@ -56,12 +56,21 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let Command::Run(ref run_args) = cli.command;
-    init_logging(run_args.log_format);
-
-    let result = match cli.command {
-        Command::Run(args) => run(args),
+    let args = match cli.command {
+        Command::Run(args) => args,
+        other => {
+            return match cli::generate(&other, &mut std::io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("eghostbuster: {e}");
+                    ExitCode::from(EXIT_RUNTIME)
+                }
+            };
+        }
     };
+    init_logging(args.log_format);
+
+    let result = run(args);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
