@@ -17,11 +17,9 @@ rm -rf "$root"
 mkdir -p "$root/DEBIAN" "$out"
 
 install -D -m 0755 "$bin" "$root/usr/sbin/eghostbuster"
+strip --strip-unneeded --remove-section=.comment --remove-section=.note "$root/usr/sbin/eghostbuster"
 install -D -m 0755 packaging/runit/run "$root/etc/sv/eghostbuster/run"
 install -D -m 0755 packaging/runit/log/run "$root/etc/sv/eghostbuster/log/run"
-# runit's state lives in /run, not under /etc
-ln -s /run/runit/supervise/eghostbuster "$root/etc/sv/eghostbuster/supervise"
-ln -s /run/runit/supervise/eghostbuster.log "$root/etc/sv/eghostbuster/log/supervise"
 install -D -m 0644 packaging/systemd/eghostbuster.service "$root/lib/systemd/system/eghostbuster.service"
 install -D -m 0644 packaging/default/eghostbuster "$root/etc/default/eghostbuster"
 install -D -m 0644 packaging/cron/eghostbuster "$root/etc/cron.d/eghostbuster"
@@ -49,12 +47,15 @@ License: GPL-2
  On Debian systems, the full text of the GNU General Public License version 2
  can be found in the file \`/usr/share/common-licenses/GPL-2'.
 COPYRIGHT
-printf 'eghostbuster (%s) unstable; urgency=medium\n\n  * Package of the static release build.\n\n -- eghostbuster developers <eghostbuster@localhost>  %s\n' \
+printf 'eghostbuster (%s) unstable; urgency=medium\n\n  * Package of the static release build.\n\n -- eghostbuster developers <dev@eghostbuster.org>  %s\n' \
     "$version" "$(date -R -d @"${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}")" \
-    | gzip -9n > "$root/usr/share/doc/eghostbuster/changelog.Debian.gz"
+    | gzip -9n > "$root/usr/share/doc/eghostbuster/changelog.gz"
 cat > "$root/usr/share/lintian/overrides/eghostbuster" <<'OVERRIDES'
-# One static binary on purpose: it must run on hosts without its libraries.
+# One static binary on purpose: it must run on hosts without its libraries
+# (libbpf, libelf and zlib are linked in).
 eghostbuster: statically-linked-binary [usr/sbin/eghostbuster]
+eghostbuster: embedded-library zlib [usr/sbin/eghostbuster]
+eghostbuster: shared-library-lacks-prerequisites [usr/sbin/eghostbuster]
 OVERRIDES
 
 for f in postinst prerm postrm; do
@@ -71,12 +72,11 @@ cat > "$root/DEBIAN/control" <<CONTROL
 Package: eghostbuster
 Version: $version
 Architecture: $arch
-Maintainer: eghostbuster developers <eghostbuster@localhost>
+Maintainer: eghostbuster developers <dev@eghostbuster.org>
 Installed-Size: $size
 Section: admin
 Priority: optional
 Suggests: runit
-Homepage: https://eghostbuster.invalid/
 Description: removes stale lock files and CLOSE_WAIT sockets of dead processes
  eghostbuster is a host agent built on eBPF. It watches lock files taken
  exclusively (*.lock, *.lck) and the exit of the processes that own them,

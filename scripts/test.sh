@@ -14,6 +14,13 @@ cargo test --locked
 
 cargo build --release --locked
 bin=target/x86_64-unknown-linux-gnu/release/eghostbuster
-ldd "$bin" 2>&1 | tee /dev/stderr | grep -Eq "not a dynamic executable|statically linked"
-"$bin" --version
-echo "release binary: $(stat -c %s "$bin") bytes, static"
+ldd "$bin" 2>&1 | grep -Eq "not a dynamic executable|statically linked"
+echo "release binary: $("$bin" --version), $(stat -c %s "$bin") bytes, static ($(ldd "$bin" 2>&1 | xargs))"
+
+# the .deb: contents, lintian, install, runit service, purge (root only)
+if [ "$(id -u)" = 0 ]; then
+    bash scripts/test-package.sh
+elif [ "${EGHOSTBUSTER_REQUIRE_BPF:-}" = 1 ]; then
+    echo "package tests need root" >&2
+    exit 1
+fi
