@@ -11,6 +11,7 @@ mod metrics;
 mod patterns;
 mod poller;
 mod procfs;
+mod removal;
 mod sysenv;
 mod verdict;
 mod worker;

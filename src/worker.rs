@@ -4,7 +4,6 @@
 //! what is stale, logging every decision in one line.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -16,11 +15,12 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle};
 use crate::events::{
     Created, Exit, LockEvent, LOCK_F_OWNER_UNTRACKED, LOCK_F_PATH_TRUNCATED, LOCK_F_UNREACHABLE,
 };
-use crate::lockfile::{self, LockDir};
+use crate::lockfile;
+use crate::removal::{self, Outcome, Target};
 use crate::metrics::{KeptReason, Metrics};
 use crate::patterns::{LockMatcher, Match};
 use crate::procfs::{self, FileId};
-use crate::verdict::{self, ExitKind, Facts, Keep, OnExit, PidInFile};
+use crate::verdict::{self, ExitKind, Keep, OnExit};
 
 /// What reaches the worker.
 #[derive(Debug)]
@@ -106,8 +106,8 @@ struct Work {
 
 struct Candidate {
     lock: Tracked,
-    dir: LockDir,
-    pid: PidInFile,
+    /// Handed to removal::remove_all for the batch.
+    target: Option<Target>,
     reason: String,
 }
 
@@ -459,79 +459,26 @@ impl<W: OwnerWatch, K: KernelCounters> Worker<W, K> {
             return next;
         }
 
-        let targets: HashSet<FileId> = cands.iter().map(|c| c.lock.file).collect();
-        let open = procfs::open_holders(&targets, &ignore);
-        let held = procfs::held_locks();
-        let mut removable = Vec::new();
-        for c in cands {
-            let facts = Facts {
-                same_inode: true,
-                open_by: open.get(&c.lock.file).copied(),
-                locked_by: locked_by(&held, c.lock.file, &ignore),
-                pid: c.pid,
-            };
-            match verdict::judge(&facts) {
-                Ok(()) => removable.push(c),
-                Err(keep) => self.keep(&c, keep, &mut next),
-            }
-        }
-
-        if self.cfg.dry_run {
-            for c in removable {
-                log::info!(
-                    "would remove {}: {} (dry run)",
-                    c.lock.path.display(),
-                    c.reason
-                );
-                self.untrack(&c.lock.file);
-            }
-            return next;
-        }
-
-        // Rename aside, look again, then unlink or put back.
-        let mut staged: Vec<(Candidate, OsString)> = Vec::new();
-        for c in removable {
-            match c.dir.hide() {
-                Ok(hidden) => match c.dir.stat(&hidden) {
-                    Ok(st) if st.id == c.lock.file => staged.push((c, hidden)),
-                    _ => {
-                        self.restore(&c, &hidden);
-                        self.keep(&c, Keep::Replaced, &mut next);
-                    }
-                },
-                Err(e) if lockfile::is_gone(&e) => {
-                    log::debug!("{} was removed by someone else", c.lock.path.display());
-                    self.untrack(&c.lock.file);
-                }
-                Err(e) => self.failed(&c, &e),
-            }
-        }
-        if staged.is_empty() {
-            return next;
-        }
-        let targets: HashSet<FileId> = staged.iter().map(|(c, _)| c.lock.file).collect();
-        let open = procfs::open_holders(&targets, &ignore);
-        let held = procfs::held_locks();
-        for (c, hidden) in staged {
-            let blocker = open
-                .get(&c.lock.file)
-                .map(|&p| Keep::OpenBy(p))
-                .or_else(|| locked_by(&held, c.lock.file, &ignore).map(Keep::LockedBy));
-            if let Some(keep) = blocker {
-                self.restore(&c, &hidden);
-                self.keep(&c, keep, &mut next);
-                continue;
-            }
-            match c.dir.unlink(&hidden) {
-                Ok(()) => {
-                    log::info!("removed {}: {}", c.lock.path.display(), c.reason);
+        let targets: Vec<Target> = cands.iter_mut().filter_map(|c| c.target.take()).collect();
+        let outcomes = removal::remove_all(&targets, &ignore, self.cfg.dry_run);
+        for (c, outcome) in cands.into_iter().zip(outcomes) {
+            let path = c.lock.path.display();
+            match outcome {
+                Outcome::Removed => {
+                    log::info!("removed {path}: {}", c.reason);
                     self.metrics.locks_removed_total.fetch_add(1, Relaxed);
                     self.untrack(&c.lock.file);
                 }
-                Err(e) => {
-                    self.restore(&c, &hidden);
-                    self.failed(&c, &e);
+                Outcome::WouldRemove => {
+                    log::info!("would remove {path}: {} (dry run)", c.reason);
+                    self.untrack(&c.lock.file);
                 }
+                Outcome::Kept(keep) => self.keep(&c, keep, &mut next),
+                Outcome::Gone => {
+                    log::debug!("{path} was removed by someone else");
+                    self.untrack(&c.lock.file);
+                }
+                Outcome::Failed(e) => self.failed(&c, &e),
             }
         }
         next
@@ -674,25 +621,19 @@ impl<W: OwnerWatch, K: KernelCounters> Worker<W, K> {
             }
             _ => {}
         }
-        let pid = match pid {
-            None => PidInFile::NoPid,
-            Some(_) if lock.pid_ns != self.own_pid_ns => PidInFile::Uninterpretable,
-            Some(p) if p == cause.pid() => PidInFile::Dead(p),
-            Some(p) => match procfs::stat(p) {
-                Some(s) if s.alive() => {
-                    if verdict::started_after(procfs::start_wall_ns(s.start_ticks), st.mtime_ns) {
-                        PidInFile::Reused(p)
-                    } else {
-                        PidInFile::Alive(p)
-                    }
-                }
-                _ => PidInFile::Dead(p),
-            },
-        };
-        Some(Candidate {
-            lock,
-            dir,
+        let pid = removal::judge_pid(
             pid,
+            lock.pid_ns == self.own_pid_ns,
+            &[cause.pid()],
+            st.mtime_ns,
+        );
+        Some(Candidate {
+            target: Some(Target {
+                dir,
+                file: lock.file,
+                pid,
+            }),
+            lock,
             reason,
         })
     }
@@ -740,19 +681,6 @@ impl<W: OwnerWatch, K: KernelCounters> Worker<W, K> {
         }
     }
 
-    fn restore(&mut self, c: &Candidate, hidden: &OsString) {
-        if let Err(e) = c.dir.restore(hidden) {
-            log::error!(
-                "{}: could not rename it back from {:?} ({e}); a new lock may have taken the name",
-                c.lock.path.display(),
-                hidden
-            );
-            self.metrics
-                .lock_removal_failures_total
-                .fetch_add(1, Relaxed);
-        }
-    }
-
     fn failed(&mut self, c: &Candidate, e: &std::io::Error) {
         log::error!(
             "failed to remove {}: {e}; {}",
@@ -772,10 +700,4 @@ fn still_named(l: &Tracked) -> bool {
         use std::os::unix::fs::MetadataExt;
         FileId::from_stat(m.dev(), m.ino()) == l.file
     })
-}
-
-fn locked_by(held: &[procfs::HeldLock], file: FileId, ignore: &[u32]) -> Option<u32> {
-    held.iter()
-        .find(|h| h.file == file && !ignore.contains(&h.pid))
-        .map(|h| h.pid)
 }
