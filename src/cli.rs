@@ -31,6 +31,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the agent as a daemon (runit/systemd); logs to stderr
     Run(RunArgs),
+    /// One pass for cron: remove what is stale now; quiet unless it acted
+    Sweep(SweepArgs),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -72,7 +74,7 @@ pub fn generate(cmd: &Command, out: &mut dyn std::io::Write) -> std::io::Result<
             }
             buf.extend_from_slice(MAN_TAIL.as_bytes());
         }
-        Command::Run(_) => {}
+        Command::Run(_) | Command::Sweep(_) => {}
     }
     out.write_all(&buf)
 }
@@ -103,18 +105,8 @@ runsv(8), sv(8), systemctl(1)
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// Only lock files under PREFIX (repeatable; default: the whole host)
-    #[arg(long = "path", value_name = "PREFIX", value_parser = parse_scope)]
-    pub paths: Vec<PathBuf>,
-
-    /// Extra lock-name patterns (repeatable; default *.lock, *.lck). A glob
-    /// without '/' matches the file name, one with '/' the full path
-    #[arg(long = "include", value_name = "GLOB")]
-    pub includes: Vec<String>,
-
-    /// Never touch matching paths (repeatable; adds to the built-in deny list)
-    #[arg(long = "exclude", value_name = "GLOB")]
-    pub excludes: Vec<String>,
+    #[command(flatten)]
+    pub scope: LockScope,
 
     /// Also track files created with O_CREAT but without O_EXCL
     #[arg(long)]
@@ -165,6 +157,51 @@ pub struct RunArgs {
     pub force_exit_fallback: bool,
 }
 
+/// Which lock files: shared by `run` and `sweep`.
+#[derive(Debug, Clone, Args)]
+pub struct LockScope {
+    /// Only lock files under PREFIX (repeatable; run: default the whole host;
+    /// sweep: required)
+    #[arg(long = "path", value_name = "PREFIX", value_parser = parse_scope)]
+    pub paths: Vec<PathBuf>,
+
+    /// Extra lock-name patterns (repeatable; default *.lock, *.lck). A glob
+    /// without '/' matches the file name, one with '/' the full path
+    #[arg(long = "include", value_name = "GLOB")]
+    pub includes: Vec<String>,
+
+    /// Never touch matching paths (repeatable; adds to the built-in deny list)
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub excludes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub scope: LockScope,
+
+    /// A lock file with no PID in it is removed only when unchanged for
+    /// this long (and nothing holds it)
+    #[arg(long, value_name = "DUR", default_value = "1h", value_parser = parse_duration)]
+    pub min_age: Duration,
+
+    /// Report what would be removed; remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Do not sweep lock files
+    #[arg(long)]
+    pub no_locks: bool,
+
+    /// Do not sweep sockets
+    #[arg(long)]
+    pub no_sockets: bool,
+
+    /// Write Prometheus metrics to FILE (atomically) when done
+    #[arg(long, value_name = "FILE", value_parser = parse_textfile)]
+    pub metrics_textfile: Option<PathBuf>,
+}
+
 /// `--path` must be absolute; `.`/`..` are refused rather than guessed at.
 /// An existing prefix is canonicalized, because the kernel reports real paths.
 pub fn parse_scope(s: &str) -> Result<PathBuf, String> {
@@ -201,7 +238,6 @@ fn parse_textfile(s: &str) -> Result<PathBuf, String> {
     }
 }
 
-#[allow(dead_code)] // for --close-wait-timeout, with the socket monitor
 /// Durations: a number and a unit, `500ms`, `5s`, `2m`, `1h` (no unit: seconds).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();

@@ -12,6 +12,7 @@ mod patterns;
 mod poller;
 mod procfs;
 mod removal;
+mod sweep;
 mod sysenv;
 mod verdict;
 mod worker;
@@ -27,7 +28,7 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle};
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::unistd::Pid;
 
-use crate::cli::{Cli, Command, LogFormat, RunArgs};
+use crate::cli::{Cli, Command, LogFormat, RunArgs, SweepArgs};
 use crate::metrics::Metrics;
 use crate::patterns::LockMatcher;
 use crate::sysenv::Unmet;
@@ -59,6 +60,13 @@ fn main() -> ExitCode {
     };
     let args = match cli.command {
         Command::Run(args) => args,
+        Command::Sweep(args) => {
+            init_logging(LogFormat::Text);
+            return match sweep(args) {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => exit_for(e),
+            };
+        }
         other => {
             return match cli::generate(&other, &mut std::io::stdout().lock()) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -71,22 +79,65 @@ fn main() -> ExitCode {
     };
     init_logging(args.log_format);
 
-    let result = run(args);
-    match result {
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            if let Some(u) = e.downcast_ref::<Unmet>() {
-                eprintln!("eghostbuster: {u}");
-                ExitCode::from(EXIT_USAGE)
-            } else if let Some(u) = e.downcast_ref::<Usage>() {
-                eprintln!("eghostbuster: {}", u.0);
-                ExitCode::from(EXIT_USAGE)
-            } else {
-                eprintln!("eghostbuster: {e:#}");
-                ExitCode::from(EXIT_RUNTIME)
-            }
-        }
+        Err(e) => exit_for(e),
     }
+}
+
+/// One line on stderr, and the documented exit code.
+fn exit_for(e: anyhow::Error) -> ExitCode {
+    if let Some(u) = e.downcast_ref::<Unmet>() {
+        eprintln!("eghostbuster: {u}");
+        ExitCode::from(EXIT_USAGE)
+    } else if let Some(u) = e.downcast_ref::<Usage>() {
+        eprintln!("eghostbuster: {}", u.0);
+        ExitCode::from(EXIT_USAGE)
+    } else {
+        eprintln!("eghostbuster: {e:#}");
+        ExitCode::from(EXIT_RUNTIME)
+    }
+}
+
+/// `sweep`: exit 0 when nothing went wrong, 1 when a removal failed.
+fn sweep(args: SweepArgs) -> Result<u8> {
+    let s = &args.scope;
+    let matcher = LockMatcher::new(&s.includes, &s.excludes, &s.paths).map_err(Usage)?;
+    if args.no_locks && args.no_sockets {
+        return Err(Usage("nothing to sweep: both --no-locks and --no-sockets".into()).into());
+    }
+    if !args.no_locks && s.paths.is_empty() {
+        return Err(Usage(
+            "sweep needs at least one --path for lock files (it never scans the whole host)".into(),
+        )
+        .into());
+    }
+    sysenv::check_privileges()?;
+    let metrics = Metrics::default();
+    let mut failed = 0;
+    if !args.no_locks {
+        let summary = sweep::sweep_locks(
+            &matcher,
+            &s.paths,
+            args.min_age,
+            args.dry_run,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        );
+        metrics
+            .locks_removed_total
+            .fetch_add(summary.removed, Ordering::Relaxed);
+        metrics
+            .lock_removal_failures_total
+            .fetch_add(summary.failed, Ordering::Relaxed);
+        failed += summary.failed;
+    }
+    if let Some(path) = &args.metrics_textfile {
+        metrics
+            .write_textfile(path)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(if failed > 0 { EXIT_RUNTIME } else { 0 })
 }
 
 /// Bad usage found after parsing (globs, combinations).
@@ -160,7 +211,12 @@ impl KernelCounters for BssCounters {
 
 fn run(args: RunArgs) -> Result<()> {
     // Everything the user can get wrong is checked before anything loads.
-    let matcher = LockMatcher::new(&args.includes, &args.excludes, &args.paths).map_err(Usage)?;
+    let matcher = LockMatcher::new(
+        &args.scope.includes,
+        &args.scope.excludes,
+        &args.scope.paths,
+    )
+    .map_err(Usage)?;
     if args.no_locks {
         return Err(Usage("nothing to monitor: --no-locks leaves no monitor (the socket monitor is not built yet)".into()).into());
     }
@@ -198,10 +254,11 @@ fn run(args: RunArgs) -> Result<()> {
     let events = MapHandle::try_from(&maps.lock_events).context("lock_events map")?;
     let bss = MapHandle::try_from(&maps.bss).context(".bss map")?;
 
-    let scope = if args.paths.is_empty() {
+    let scope = if args.scope.paths.is_empty() {
         "the whole host".to_string()
     } else {
-        args.paths
+        args.scope
+            .paths
             .iter()
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()

@@ -32,7 +32,12 @@ pub enum Outcome {
 /// Check 4 for one file: `pid` from its first line; `same_pid_ns`: written
 /// in our PID namespace; `exiting`: processes known to be dead even if
 /// /proc still shows them on their way out.
-pub fn judge_pid(pid: Option<u32>, same_pid_ns: bool, exiting: &[u32], mtime_ns: i128) -> PidInFile {
+pub fn judge_pid(
+    pid: Option<u32>,
+    same_pid_ns: bool,
+    exiting: &[u32],
+    mtime_ns: i128,
+) -> PidInFile {
     match pid {
         None => PidInFile::NoPid,
         Some(_) if !same_pid_ns => PidInFile::Uninterpretable,
@@ -80,7 +85,10 @@ pub fn remove_all(targets: &[Target], ignore: &[u32], dry_run: bool) -> Vec<Outc
         for i in removable {
             out[i] = Some(Outcome::WouldRemove);
         }
-        return out.into_iter().map(|o| o.expect("every target judged")).collect();
+        return out
+            .into_iter()
+            .map(|o| o.expect("every target judged"))
+            .collect();
     }
 
     // Rename aside: from here a new lock can take the name without us
@@ -125,7 +133,9 @@ pub fn remove_all(targets: &[Target], ignore: &[u32], dry_run: bool) -> Vec<Outc
             });
         }
     }
-    out.into_iter().map(|o| o.expect("every target judged")).collect()
+    out.into_iter()
+        .map(|o| o.expect("every target judged"))
+        .collect()
 }
 
 fn restore(t: &Target, hidden: &OsString) {

@@ -16,10 +16,10 @@ use crate::events::{
     Created, Exit, LockEvent, LOCK_F_OWNER_UNTRACKED, LOCK_F_PATH_TRUNCATED, LOCK_F_UNREACHABLE,
 };
 use crate::lockfile;
-use crate::removal::{self, Outcome, Target};
 use crate::metrics::{KeptReason, Metrics};
 use crate::patterns::{LockMatcher, Match};
 use crate::procfs::{self, FileId};
+use crate::removal::{self, Outcome, Target};
 use crate::verdict::{self, ExitKind, Keep, OnExit};
 
 /// What reaches the worker.
