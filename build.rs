@@ -21,6 +21,20 @@ fn main() {
     };
     let vmlinux = PathBuf::from("vmlinux").join(arch);
 
+    // The pinned maps' layout changes with the BPF sources: pins are kept
+    // per version and per this hash, so a restart only adopts its own kind.
+    let mut hash: u64 = 0xcbf29ce484222325;
+    for name in OBJECTS {
+        for ext in ["bpf.c", "h"] {
+            let bytes = std::fs::read(PathBuf::from("bpf").join(format!("{name}.{ext}")))
+                .unwrap_or_default();
+            for b in bytes {
+                hash = (hash ^ b as u64).wrapping_mul(0x100000001b3);
+            }
+        }
+    }
+    println!("cargo:rustc-env=EGHOSTBUSTER_BPF_HASH={:08x}", hash as u32);
+
     for name in OBJECTS {
         let src = PathBuf::from("bpf").join(format!("{name}.bpf.c"));
         let header = PathBuf::from("bpf").join(format!("{name}.h"));

@@ -36,6 +36,8 @@ struct lock_counters counters = {};
 
 /* Emit BTF for the records so libbpf-cargo generates their Rust types. */
 struct lock_created _lock_created = {};
+struct lock_record _lock_record = {};
+struct lock_key _lock_key = {};
 struct lock_exit _lock_exit = {};
 struct lock_name_gone _lock_name_gone = {};
 enum lock_event_kind _lock_event_kind = 0;
@@ -58,9 +60,28 @@ struct {
 	__type(value, __u64);
 } owners SEC(".maps");
 
+/*
+ * Every tracked lock, by file identity; pinned, so it outlives the agent.
+ * Not preallocated: records are 4 KiB, and most slots stay empty.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536); /* --max-locks */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct lock_key);
+	__type(value, struct lock_record);
+} locks SEC(".maps");
+
+/* Exits of owners user space has not dealt with yet (pinned, as above). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384); /* --max-owners */
+	__type(key, __u32);
+	__type(value, struct lock_exit);
+} exited SEC(".maps");
+
 struct scratch {
-	struct lock_created ev;
-	char path[LOCK_PATH_MAX];	/* must follow ev: sent as one sample */
+	struct lock_record rec;
 	char buf[LOCK_PATH_MAX + NAME_BUF]; /* path built backward */
 	char name[NAME_BUF];
 };
@@ -227,6 +248,8 @@ static __always_inline __u32 pid_ns_inum(struct task_struct *task)
 static __always_inline int handle_open(long fd, __u64 open_flags)
 {
 	struct task_struct *task;
+	struct lock_created *ev;
+	struct lock_key key;
 	struct scratch *s;
 	struct file *file;
 	struct dentry *dentry;
@@ -261,33 +284,45 @@ static __always_inline int handle_open(long fd, __u64 open_flags)
 	}
 
 	id = bpf_get_current_pid_tgid();
-	s->ev.kind = LOCK_EV_CREATED;
-	s->ev.tgid = id >> 32;
-	s->ev.tid = (__u32)id;
-	s->ev.dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
-	s->ev.ino = BPF_CORE_READ(file, f_inode, i_ino);
-	s->ev.mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
-	s->ev.pid_ns = pid_ns_inum(task);
-	s->ev.start_boottime = BPF_CORE_READ(task, group_leader, start_boottime);
-	s->ev.open_flags = open_flags;
-	bpf_get_current_comm(s->ev.comm, sizeof(s->ev.comm));
+	key.dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
+	key.ino = BPF_CORE_READ(file, f_inode, i_ino);
+	s->rec.tgid = id >> 32;
+	s->rec.owner_start = BPF_CORE_READ(task, group_leader, start_boottime);
+	s->rec.mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	s->rec.pid_ns = pid_ns_inum(task);
+	s->rec.open_flags = open_flags;
+	s->rec.stale_pid = 0;
+	s->rec.stale_status = 0;
+	s->rec.stale_comm[0] = 0;
+	bpf_get_current_comm(s->rec.comm, sizeof(s->rec.comm));
 
 	pos = build_path(s, file, &flags);
 	n = LOCK_PATH_MAX - pos;
-	bpf_probe_read_kernel(s->path, n & (LOCK_PATH_MAX - 1), &s->buf[pos & (LOCK_PATH_MAX - 1)]);
-	s->ev.path_len = n & (LOCK_PATH_MAX - 1);
+	bpf_probe_read_kernel(s->rec.path, n & (LOCK_PATH_MAX - 1), &s->buf[pos & (LOCK_PATH_MAX - 1)]);
+	s->rec.path_len = n & (LOCK_PATH_MAX - 1);
 
 	/* Watch the owner before anyone hears of the lock: it cannot exit
 	 * unseen between the two, as it is the task running this. */
-	if (!watch_owner(s->ev.tgid))
+	if (!watch_owner(s->rec.tgid))
 		flags |= LOCK_F_OWNER_UNTRACKED;
-	s->ev.flags = flags;
+	s->rec.flags = flags;
+	if (bpf_map_update_elem(&locks, &key, &s->rec, BPF_ANY)) {
+		count(&counters.table_full);
+		flags |= LOCK_F_TABLE_FULL;
+	}
 
-	if (bpf_ringbuf_output(&lock_events, s,
-			       sizeof(s->ev) + (s->ev.path_len & (LOCK_PATH_MAX - 1)), 0))
+	ev = bpf_ringbuf_reserve(&lock_events, sizeof(*ev), 0);
+	if (!ev) {
 		count(&counters.ringbuf_drops);
-	else
-		count(&counters.created);
+		return 0;
+	}
+	ev->kind = LOCK_EV_CREATED;
+	ev->tgid = id >> 32;
+	ev->flags = flags;
+	ev->_pad = 0;
+	ev->key = key;
+	bpf_ringbuf_submit(ev, 0);
+	count(&counters.created);
 	return 0;
 }
 
@@ -398,13 +433,14 @@ int handle_rename_exit(struct trace_event_raw_sys_exit *ctx)
 static __always_inline int handle_exit_common(struct task_struct *p, bool group_dead)
 {
 	struct task_struct *parent;
-	struct lock_exit *e;
+	struct signal_struct *psig;
+	struct lock_exit e = {};
 	__u32 tgid;
 	int status;
 
 	if (!group_dead)
 		return 0;
-	tgid = p->tgid;
+	tgid = BPF_CORE_READ(p, tgid);
 	if (!bpf_map_lookup_elem(&owners, &tgid))
 		return 0;
 	bpf_map_delete_elem(&owners, &tgid);
@@ -415,31 +451,27 @@ static __always_inline int handle_exit_common(struct task_struct *p, bool group_
 	if (!status)
 		status = BPF_CORE_READ(p, exit_code);
 	parent = BPF_CORE_READ(p, real_parent);
+	psig = BPF_CORE_READ(parent, signal);
 
-	e = bpf_ringbuf_reserve(&lock_events, sizeof(*e), 0);
-	if (!e) {
-		count(&counters.ringbuf_drops);
-		return 0;
-	}
-	e->kind = LOCK_EV_EXIT;
-	e->tgid = tgid;
-	e->ppid = BPF_CORE_READ(parent, tgid);
-	e->status = status;
-	e->start_boottime = BPF_CORE_READ(p, group_leader, start_boottime);
-	e->parent_start_boottime = BPF_CORE_READ(parent, group_leader, start_boottime);
-	{
-		struct signal_struct *psig = BPF_CORE_READ(parent, signal);
-
-		e->parent_subreaper = BPF_CORE_READ_BITFIELD_PROBED(psig, is_child_subreaper);
-	}
-	e->_pad = 0;
-	BPF_CORE_READ_STR_INTO(&e->comm, p, group_leader, comm);
+	e.kind = LOCK_EV_EXIT;
+	e.tgid = tgid;
+	e.ppid = BPF_CORE_READ(parent, tgid);
+	e.status = status;
+	e.start_boottime = BPF_CORE_READ(p, group_leader, start_boottime);
+	e.parent_start_boottime = BPF_CORE_READ(parent, group_leader, start_boottime);
+	e.parent_subreaper = BPF_CORE_READ_BITFIELD_PROBED(psig, is_child_subreaper);
+	BPF_CORE_READ_STR_INTO(&e.comm, p, group_leader, comm);
 	/* A clean exit hands the locks to the parent: watch it now, before
 	 * it can exit unseen while user space catches up. */
-	if (status == 0 && e->ppid > 1)
-		watch_owner(e->ppid);
-	bpf_ringbuf_submit(e, 0);
-	count(&counters.exits);
+	if (status == 0 && e.ppid > 1)
+		watch_owner(e.ppid);
+	/* kept until user space has dealt with it, even across a restart */
+	if (bpf_map_update_elem(&exited, &tgid, &e, BPF_ANY))
+		count(&counters.table_full);
+	if (bpf_ringbuf_output(&lock_events, &e, sizeof(e), 0))
+		count(&counters.ringbuf_drops);
+	else
+		count(&counters.exits);
 	return 0;
 }
 

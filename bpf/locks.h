@@ -22,29 +22,52 @@ enum lock_event_kind {
 #define LOCK_F_PATH_TRUNCATED 0x1	/* path deeper/longer than we walk */
 #define LOCK_F_OWNER_UNTRACKED 0x2	/* owners map full: exit not watched */
 #define LOCK_F_UNREACHABLE 0x4		/* dentry not reachable from its mount root */
+#define LOCK_F_TABLE_FULL 0x8		/* "locks" table full: not recorded */
+
+/* lock_record.flags set by user space */
+#define LOCK_R_STALE 0x100	/* judged stale, kept for a live process */
+
+/* Key of the "locks" table: the file's identity. */
+struct lock_key {
+	__u64 dev;		/* kernel dev_t of the superblock (MAJOR<<20|MINOR) */
+	__u64 ino;
+};
 
 /*
- * A creation. The absolute path (relative to the root of the creator's mount
- * namespace, resolved from the struct file itself) follows the header in
- * the same sample: path_len bytes, not NUL-terminated.
+ * One tracked lock, the value of the pinned "locks" table. The kernel writes
+ * it at creation; user space changes the owner when a lock is handed on and
+ * deletes it when tracking ends. Being in a pinned map, it outlives the
+ * agent: a restarted agent knows every lock taken before and meanwhile.
  */
+struct lock_record {
+	__u32 tgid;		/* owner now */
+	__u32 flags;		/* LOCK_F_*, LOCK_R_STALE */
+	__u64 owner_start;	/* owner's group leader start time, boot ns */
+	__u64 mnt_ns;		/* inode number of the creator's mount namespace */
+	__u64 pid_ns;		/* inode number of the creator's PID namespace */
+	__u64 open_flags;	/* flags as passed to the creating syscall */
+	__u32 stale_pid;	/* LOCK_R_STALE: the owner whose end made it stale */
+	__u32 stale_status;	/* and its wait status */
+	char comm[LOCK_COMM_LEN];	/* owner's command */
+	char stale_comm[LOCK_COMM_LEN];
+	__u32 path_len;
+	__u32 _pad;
+	/* absolute, from the root of the creator's mount namespace, resolved
+	 * from the struct file itself; path_len bytes, no NUL */
+	char path[LOCK_PATH_MAX];
+};
+
+/* A creation: its record is in the "locks" table under this key. */
 struct lock_created {
 	__u32 kind;
 	__u32 tgid;
-	__u32 tid;
-	__u32 path_len;
-	__u64 dev;		/* kernel dev_t of the superblock (MAJOR<<20|MINOR) */
-	__u64 ino;
-	__u64 mnt_ns;		/* inode number of the creator's mount namespace */
-	__u64 pid_ns;		/* inode number of the creator's PID namespace */
-	__u64 start_boottime;	/* creator's group leader start time, ns */
-	__u64 open_flags;	/* flags as passed to the syscall */
 	__u32 flags;		/* LOCK_F_* */
 	__u32 _pad;
-	char comm[LOCK_COMM_LEN];
+	struct lock_key key;
 };
 
-/* Exit of a tracked owner's whole thread group. */
+/* Exit of a tracked owner's whole thread group; also kept in the pinned
+ * "exited" table until user space has dealt with it. */
 struct lock_exit {
 	__u32 kind;
 	__u32 tgid;
@@ -69,6 +92,7 @@ struct lock_counters {
 	__u64 exits;		/* exit records emitted */
 	__u64 ringbuf_drops;	/* records lost: ring buffer full */
 	__u64 owners_full;	/* owners map full: an owner is not watched */
+	__u64 table_full;	/* locks or exited table full */
 };
 
 #endif /* EGHOSTBUSTER_LOCKS_H */

@@ -10,5 +10,7 @@ pub mod locks {
 unsafe impl plain::Plain for locks::types::lock_created {}
 unsafe impl plain::Plain for locks::types::lock_exit {}
 unsafe impl plain::Plain for locks::types::lock_name_gone {}
+unsafe impl plain::Plain for locks::types::lock_key {}
+unsafe impl plain::Plain for locks::types::lock_record {}
 unsafe impl plain::Plain for locks::types::lock_counters {}
 unsafe impl plain::Plain for locks::types::bss {}

@@ -33,6 +33,20 @@ pub enum Command {
     Run(RunArgs),
     /// One pass for cron: remove what is stale now; quiet unless it acted
     Sweep(SweepArgs),
+    /// Show what a running daemon does: programs, features, tracked locks
+    Status {
+        /// The daemon's status file
+        #[arg(long, value_name = "FILE", default_value = crate::status::DEFAULT_STATUS_FILE, value_parser = parse_scope)]
+        status_file: PathBuf,
+        /// Print JSON, for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove everything the daemon pinned (stop the daemon first)
+    Unpin {
+        #[arg(long, value_name = "DIR", default_value = "/sys/fs/bpf/eghostbuster", value_parser = parse_scope)]
+        pin_dir: PathBuf,
+    },
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -74,7 +88,7 @@ pub fn generate(cmd: &Command, out: &mut dyn std::io::Write) -> std::io::Result<
             }
             buf.extend_from_slice(MAN_TAIL.as_bytes());
         }
-        Command::Run(_) | Command::Sweep(_) => {}
+        Command::Run(_) | Command::Sweep(_) | Command::Status { .. } | Command::Unpin { .. } => {}
     }
     out.write_all(&buf)
 }
@@ -150,6 +164,20 @@ pub struct RunArgs {
     /// Log lines as text or as one JSON object per line
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Pin maps and links under DIR (bpffs; mounted at /sys/fs/bpf when
+    /// missing), so tracking goes on while the daemon is stopped and the
+    /// next start adopts it
+    #[arg(long, value_name = "DIR", default_value = "/sys/fs/bpf/eghostbuster", value_parser = parse_scope)]
+    pub pin_dir: PathBuf,
+
+    /// Pin nothing: tracking ends when the daemon stops
+    #[arg(long)]
+    pub no_pin: bool,
+
+    /// Where the daemon keeps its status for `eghostbuster status`
+    #[arg(long, value_name = "FILE", default_value = crate::status::DEFAULT_STATUS_FILE, value_parser = parse_scope)]
+    pub status_file: PathBuf,
 
     /// Detect whole-process exit as kernels without the tracepoint's
     /// group_dead argument do (to test that path on any kernel)

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use crate::bpf::locks::types::{lock_created, lock_event_kind, lock_exit, lock_name_gone};
+use crate::bpf::locks::types::{
+    lock_created, lock_event_kind, lock_exit, lock_key, lock_name_gone, lock_record,
+};
 use crate::patterns::path_from_bytes;
 use crate::procfs::FileId;
 
@@ -11,19 +13,120 @@ use crate::procfs::FileId;
 pub const LOCK_F_PATH_TRUNCATED: u32 = 0x1;
 pub const LOCK_F_OWNER_UNTRACKED: u32 = 0x2;
 pub const LOCK_F_UNREACHABLE: u32 = 0x4;
+pub const LOCK_F_TABLE_FULL: u32 = 0x8;
+/// Set by user space in `lock_record.flags`.
+pub const LOCK_R_STALE: u32 = 0x100;
 
+/// A file's identity as the kernel keys the "locks" table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LockKey {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl LockKey {
+    pub fn file(&self) -> FileId {
+        FileId::from_kernel(self.dev, self.ino)
+    }
+
+    pub fn to_bytes(self) -> Vec<u8> {
+        let k = lock_key {
+            dev: self.dev,
+            ino: self.ino,
+        };
+        // SAFETY: lock_key is plain integers.
+        unsafe { plain::as_bytes(&k) }.to_vec()
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Result<Self, String> {
+        let k: lock_key = read(b)?;
+        Ok(LockKey {
+            dev: k.dev,
+            ino: k.ino,
+        })
+    }
+}
+
+/// A creation; its record is in the "locks" table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Created {
     pub tgid: u32,
-    pub tid: u32,
-    pub file: FileId,
+    pub flags: u32,
+    pub key: LockKey,
+}
+
+/// The kernel's record of one tracked lock (the "locks" table's value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub tgid: u32,
+    pub flags: u32,
+    /// Owner's group leader start time, boot-clock ns.
+    pub owner_start: u64,
     pub mnt_ns: u64,
     pub pid_ns: u64,
-    pub start_boottime: u64,
     pub open_flags: u64,
-    pub flags: u32,
     pub comm: String,
+    /// With LOCK_R_STALE: the owner whose end made it stale, its wait
+    /// status and command.
+    pub stale: Option<(u32, u32, String)>,
     pub path: PathBuf,
+}
+
+fn comm_bytes(s: &str) -> [i8; 16] {
+    let mut c = [0i8; 16];
+    for (d, b) in c.iter_mut().zip(s.bytes().take(15)) {
+        *d = b as i8;
+    }
+    c
+}
+
+impl Record {
+    pub fn decode(data: &[u8]) -> Result<Self, String> {
+        let r: Box<lock_record> = read_boxed(data)?;
+        let len = (r.path_len as usize).min(r.path.len());
+        let path: Vec<u8> = r.path[..len].iter().map(|&c| c as u8).collect();
+        Ok(Record {
+            tgid: r.tgid,
+            flags: r.flags & !LOCK_R_STALE,
+            owner_start: r.owner_start,
+            mnt_ns: r.mnt_ns,
+            pid_ns: r.pid_ns,
+            open_flags: r.open_flags,
+            comm: comm_str(&r.comm),
+            stale: (r.flags & LOCK_R_STALE != 0)
+                .then(|| (r.stale_pid, r.stale_status, comm_str(&r.stale_comm))),
+            path: path_from_bytes(&path),
+        })
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut r: Box<lock_record> = Box::default();
+        r.tgid = self.tgid;
+        r.flags = (self.flags & !LOCK_R_STALE)
+            | if self.stale.is_some() {
+                LOCK_R_STALE
+            } else {
+                0
+            };
+        r.owner_start = self.owner_start;
+        r.mnt_ns = self.mnt_ns;
+        r.pid_ns = self.pid_ns;
+        r.open_flags = self.open_flags;
+        r.comm = comm_bytes(&self.comm);
+        if let Some((pid, status, comm)) = &self.stale {
+            r.stale_pid = *pid;
+            r.stale_status = *status;
+            r.stale_comm = comm_bytes(comm);
+        }
+        let path = self.path.as_os_str().as_encoded_bytes();
+        let len = path.len().min(r.path.len() - 1);
+        for (d, &b) in r.path.iter_mut().zip(&path[..len]) {
+            *d = b as i8;
+        }
+        r.path_len = len as u32;
+        // SAFETY: lock_record is plain integers and byte arrays.
+        unsafe { plain::as_bytes(&*r) }.to_vec()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +147,22 @@ pub enum LockEvent {
     NameGone { tgid: u32 },
 }
 
+impl Exit {
+    /// From a ring-buffer sample or an "exited" table value.
+    pub fn decode(data: &[u8]) -> Result<Self, String> {
+        let e: lock_exit = read(data)?;
+        Ok(Exit {
+            tgid: e.tgid,
+            ppid: e.ppid,
+            status: e.status,
+            start_boottime: e.start_boottime,
+            parent_start_boottime: e.parent_start_boottime,
+            parent_subreaper: e.parent_subreaper != 0,
+            comm: comm_str(&e.comm),
+        })
+    }
+}
+
 pub fn comm_str(raw: &[i8]) -> String {
     let bytes: Vec<u8> = raw
         .iter()
@@ -60,40 +179,29 @@ fn read<T: plain::Plain + Default>(data: &[u8]) -> Result<T, String> {
     Ok(v)
 }
 
+/// For the 4 KiB record: on the heap.
+fn read_boxed<T: plain::Plain + Default>(data: &[u8]) -> Result<Box<T>, String> {
+    let mut v: Box<T> = Box::default();
+    plain::copy_from_bytes(&mut *v, data)
+        .map_err(|_| format!("short record: {} bytes", data.len()))?;
+    Ok(v)
+}
+
 pub fn decode(data: &[u8]) -> Result<LockEvent, String> {
     let kind: u32 = read(data)?;
     match lock_event_kind(kind) {
         lock_event_kind::LOCK_EV_CREATED => {
             let c: lock_created = read(data)?;
-            let start = std::mem::size_of::<lock_created>();
-            let path = data
-                .get(start..start + c.path_len as usize)
-                .ok_or_else(|| format!("path of {} bytes overruns the sample", c.path_len))?;
             Ok(LockEvent::Created(Created {
                 tgid: c.tgid,
-                tid: c.tid,
-                file: FileId::from_kernel(c.dev, c.ino),
-                mnt_ns: c.mnt_ns,
-                pid_ns: c.pid_ns,
-                start_boottime: c.start_boottime,
-                open_flags: c.open_flags,
                 flags: c.flags,
-                comm: comm_str(&c.comm),
-                path: path_from_bytes(path),
+                key: LockKey {
+                    dev: c.key.dev,
+                    ino: c.key.ino,
+                },
             }))
         }
-        lock_event_kind::LOCK_EV_EXIT => {
-            let e: lock_exit = read(data)?;
-            Ok(LockEvent::Exit(Exit {
-                tgid: e.tgid,
-                ppid: e.ppid,
-                status: e.status,
-                start_boottime: e.start_boottime,
-                parent_start_boottime: e.parent_start_boottime,
-                parent_subreaper: e.parent_subreaper != 0,
-                comm: comm_str(&e.comm),
-            }))
-        }
+        lock_event_kind::LOCK_EV_EXIT => Ok(LockEvent::Exit(Exit::decode(data)?)),
         lock_event_kind::LOCK_EV_NAME_GONE => {
             let g: lock_name_gone = read(data)?;
             Ok(LockEvent::NameGone { tgid: g.tgid })
@@ -106,46 +214,49 @@ pub fn decode(data: &[u8]) -> Result<LockEvent, String> {
 mod tests {
     use super::*;
 
-    fn comm(s: &str) -> [i8; 16] {
-        let mut c = [0i8; 16];
-        for (d, b) in c.iter_mut().zip(s.bytes()) {
-            *d = b as i8;
-        }
-        c
-    }
-
     #[test]
-    fn created_with_path() {
-        let path = b"/tmp/x/index.lock";
+    fn created_and_record_round_trip() {
         let rec = lock_created {
             kind: lock_event_kind::LOCK_EV_CREATED.0,
             tgid: 10,
-            tid: 11,
-            path_len: path.len() as u32,
-            dev: (8 << 20) | 1,
-            ino: 77,
             flags: LOCK_F_OWNER_UNTRACKED,
-            comm: comm("git"),
-            ..Default::default()
+            _pad: 0,
+            key: lock_key {
+                dev: (8 << 20) | 1,
+                ino: 77,
+            },
         };
-        let mut bytes = unsafe { plain::as_bytes(&rec) }.to_vec();
-        bytes.extend_from_slice(path);
-        let LockEvent::Created(c) = decode(&bytes).unwrap() else {
+        let LockEvent::Created(c) = decode(unsafe { plain::as_bytes(&rec) }).unwrap() else {
             panic!("not a creation")
         };
         assert_eq!(c.tgid, 10);
-        assert_eq!(c.comm, "git");
-        assert_eq!(c.path, PathBuf::from("/tmp/x/index.lock"));
         assert_eq!(
-            c.file,
+            c.key.file(),
             FileId {
                 major: 8,
                 minor: 1,
                 ino: 77
             }
         );
-        // a path_len past the end of the sample is refused
-        assert!(decode(&bytes[..bytes.len() - 1]).is_err());
+        assert_eq!(LockKey::from_bytes(&c.key.to_bytes()), Ok(c.key));
+
+        let r = Record {
+            tgid: 5,
+            flags: LOCK_F_OWNER_UNTRACKED,
+            owner_start: 123,
+            mnt_ns: 4,
+            pid_ns: 5,
+            open_flags: 0o300,
+            comm: "git".into(),
+            stale: Some((9, 9, "make".into())),
+            path: PathBuf::from("/tmp/x/index.lock"),
+        };
+        let bytes = r.encode();
+        assert_eq!(bytes.len(), std::mem::size_of::<lock_record>());
+        assert_eq!(Record::decode(&bytes), Ok(r.clone()));
+        let fresh = Record { stale: None, ..r };
+        assert_eq!(Record::decode(&fresh.encode()), Ok(fresh));
+        assert!(Record::decode(&bytes[..100]).is_err());
     }
 
     #[test]
@@ -156,7 +267,7 @@ mod tests {
             ppid: 4,
             status: 9,
             parent_subreaper: 1,
-            comm: comm("sleep"),
+            comm: comm_bytes("sleep"),
             ..Default::default()
         };
         let e = decode(unsafe { plain::as_bytes(&rec) }).unwrap();

@@ -6,17 +6,20 @@ mod bpf;
 mod cli;
 mod events;
 mod lock_monitor;
+mod lock_worker;
 mod lockfile;
 mod metrics;
 mod patterns;
 mod poller;
 mod procfs;
 mod removal;
+mod status;
 mod sweep;
 mod sysenv;
 mod verdict;
 mod worker;
 
+use std::io::Write as _;
 use std::mem::MaybeUninit;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,15 +27,16 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use libbpf_rs::{MapCore, MapFlags, MapHandle};
+use libbpf_rs::MapHandle;
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::unistd::Pid;
 
 use crate::cli::{Cli, Command, LogFormat, RunArgs, SweepArgs};
+use crate::lock_worker::{LockConfig, LockWork};
 use crate::metrics::Metrics;
 use crate::patterns::LockMatcher;
 use crate::sysenv::Unmet;
-use crate::worker::{KernelCounters, Msg, Worker, WorkerConfig};
+use crate::worker::{Msg, Outputs, Worker};
 
 /// Exit codes (README): 0 success, 1 runtime failure, 2 bad usage or an
 /// unmet requirement.
@@ -60,6 +64,36 @@ fn main() -> ExitCode {
     };
     let args = match cli.command {
         Command::Run(args) => args,
+        Command::Status { status_file, json } => {
+            return match status::read(&status_file) {
+                Ok(doc) => {
+                    let mut out = std::io::stdout().lock();
+                    let r = if json {
+                        serde_json::to_writer_pretty(&mut out, &doc)
+                            .map_err(std::io::Error::from)
+                            .and_then(|_| writeln!(out))
+                    } else {
+                        status::print_human(&doc, &mut out)
+                    };
+                    match r {
+                        Ok(()) if doc["running"].as_bool() == Some(true) => ExitCode::SUCCESS,
+                        Ok(()) => ExitCode::from(3),
+                        Err(e) => exit_for(e.into()),
+                    }
+                }
+                Err(e) => {
+                    eprintln!("eghostbuster: {e}");
+                    ExitCode::from(3)
+                }
+            };
+        }
+        Command::Unpin { pin_dir } => {
+            init_logging(LogFormat::Text);
+            return match unpin(&pin_dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => exit_for(e),
+            };
+        }
         Command::Sweep(args) => {
             init_logging(LogFormat::Text);
             return match sweep(args) {
@@ -97,6 +131,32 @@ fn exit_for(e: anyhow::Error) -> ExitCode {
         eprintln!("eghostbuster: {e:#}");
         ExitCode::from(EXIT_RUNTIME)
     }
+}
+
+/// `unpin`: remove every version's pins under the pin root, once no
+/// daemon holds it.
+fn unpin(root: &std::path::Path) -> Result<()> {
+    if !root.exists() {
+        return Ok(());
+    }
+    if !sysenv::is_bpffs(root) {
+        return Err(Usage(format!(
+            "{} is not on a bpf filesystem; not touching it",
+            root.display()
+        ))
+        .into());
+    }
+    let _lock = lock_monitor::lock_pin_root(root)?;
+    let mut n = 0;
+    for entry in std::fs::read_dir(root)?.flatten() {
+        if entry.path().is_dir() {
+            lock_monitor::remove_pins(&entry.path())?;
+            n += 1;
+        }
+    }
+    std::fs::remove_dir(root).with_context(|| format!("removing {}", root.display()))?;
+    log::info!("unpinned {} ({n} version(s))", root.display());
+    Ok(())
 }
 
 /// `sweep`: exit 0 when nothing went wrong, 1 when a removal failed.
@@ -198,17 +258,6 @@ fn libbpf_log(level: libbpf_rs::PrintLevel, msg: String) {
     }
 }
 
-struct BssCounters(MapHandle);
-
-impl KernelCounters for BssCounters {
-    fn read(&self) -> Option<(u64, u64)> {
-        let bytes = self.0.lookup(&0u32.to_ne_bytes(), MapFlags::ANY).ok()??;
-        let mut c = bpf::locks::types::lock_counters::default();
-        plain::copy_from_bytes(&mut c, &bytes).ok()?;
-        Some((c.ringbuf_drops, c.owners_full))
-    }
-}
-
 fn run(args: RunArgs) -> Result<()> {
     // Everything the user can get wrong is checked before anything loads.
     let matcher = LockMatcher::new(
@@ -247,12 +296,12 @@ fn run(args: RunArgs) -> Result<()> {
             max_owners: args.max_owners,
             ring_buffer_size: args.ring_buffer_size,
             force_exit_fallback: args.force_exit_fallback,
+            max_locks: args.max_locks,
+            pin_root: (!args.no_pin).then(|| args.pin_dir.clone()),
         },
     )?;
-    let maps = &monitor.skel.maps;
-    let owners = MapHandle::try_from(&maps.owners).context("owners map")?;
-    let events = MapHandle::try_from(&maps.lock_events).context("lock_events map")?;
-    let bss = MapHandle::try_from(&maps.bss).context(".bss map")?;
+    let events = MapHandle::try_from(&monitor.skel.maps.lock_events).context("lock_events map")?;
+    let kernel = lock_monitor::LockMaps::of(&monitor.skel)?;
 
     let scope = if args.scope.paths.is_empty() {
         "the whole host".to_string()
@@ -265,24 +314,49 @@ fn run(args: RunArgs) -> Result<()> {
             .join(", ")
     };
     let metrics = Arc::new(Metrics::default());
-    let mut worker = Worker::new(
-        WorkerConfig {
+    let locks = LockWork::new(
+        LockConfig {
             dry_run: args.dry_run,
             matcher,
-            max_locks: args.max_locks as usize,
-            metrics_textfile: args.metrics_textfile.clone(),
         },
-        owners,
-        BssCounters(bss),
+        kernel,
         metrics.clone(),
     )
     .context("reading this process's namespaces")?;
+    let header = serde_json::json!({
+        "pid": std::process::id(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "scope": scope,
+        "dry_run": args.dry_run,
+        "pin_dir": monitor.pin_dir.as_ref().map(|p| p.display().to_string()),
+        "pinned_links": monitor.pinned_links.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "attached": monitor.attached,
+        "features": {
+            "exit": monitor.exit_hook,
+            "events": "ring buffer",
+            "paths": "bpf_loop dentry walk",
+        },
+    });
+    let mut worker = Worker::new(
+        Some(locks),
+        metrics.clone(),
+        Outputs {
+            metrics_textfile: args.metrics_textfile.clone(),
+            status_file: Some(args.status_file.clone()),
+            status_header: header,
+        },
+    );
 
     let (tx, rx) = crossbeam_channel::bounded::<Msg>(65536);
     let stop = AtomicBool::new(false);
     log::info!(
-        "ready: lock monitor attached ({}); scope: {scope}{}{}",
+        "ready: lock monitor attached ({}); scope: {scope}{}{}{}",
         monitor.attached.join(", "),
+        monitor
+            .pin_dir
+            .as_ref()
+            .map(|d| format!("; pinned in {}", d.display()))
+            .unwrap_or_default(),
         http.as_ref()
             .map(|h| format!("; metrics on http://{}/metrics", h.server_addr()))
             .unwrap_or_default(),

@@ -103,6 +103,16 @@ pub fn boottime_ns_to_ticks(ns: u64) -> u64 {
     ns / (1_000_000_000 / clock_ticks_per_sec())
 }
 
+/// Clock ticks since boot, as /proc counts process start times.
+pub fn uptime_ticks() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(|t| {
+            (t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+                / (1_000_000_000 / clock_ticks_per_sec())
+        })
+        .unwrap_or(0)
+}
+
 /// Wall-clock time (ns since the epoch) a process started, from its ticks.
 pub fn start_wall_ns(start_ticks: u64) -> i128 {
     let now = |clock| {

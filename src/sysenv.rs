@@ -107,6 +107,39 @@ pub fn ensure_tracefs() -> Result<(), Unmet> {
     Ok(())
 }
 
+const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+
+pub fn is_bpffs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 == BPF_FS_MAGIC)
+}
+
+/// Pins live on bpffs, which many hosts do not mount at boot: mount it at
+/// /sys/fs/bpf when a pin directory below it is asked for and it is missing.
+pub fn ensure_bpffs(pin_root: &Path) -> Result<(), Unmet> {
+    let base = Path::new("/sys/fs/bpf");
+    if !pin_root.starts_with(base) || is_bpffs(base) {
+        return Ok(());
+    }
+    mount(
+        Some("bpf"),
+        base,
+        Some("bpf"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=0700"),
+    )
+    .map_err(|e| {
+        Unmet(format!(
+            "bpffs is not mounted and mounting it at {} failed: {e}",
+            base.display()
+        ))
+    })?;
+    log::info!(
+        "mounted bpffs at {} (the host had none; pins need it)",
+        base.display()
+    );
+    Ok(())
+}
+
 /// Does the kernel have this syscall tracepoint (`sys_exit_openat2`, …)?
 pub fn has_syscall_tracepoint(name: &str) -> bool {
     [TRACEFS, "/sys/kernel/debug/tracing"]

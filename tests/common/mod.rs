@@ -45,14 +45,23 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 pub struct Agent {
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
+    /// Holds this agent's status file.
+    pub state: tempfile::TempDir,
 }
 
 impl Agent {
-    /// `eghostbuster run ARGS...`, waiting for its `ready` line.
+    /// `eghostbuster run ARGS...`, waiting for its `ready` line. Unless
+    /// ARGS name a --pin-dir, the agent pins nothing; its status file is
+    /// its own.
     pub fn start(args: &[&str]) -> Agent {
-        let mut child = Command::new(BIN)
-            .arg("run")
-            .args(args)
+        let state = test_dir("agent-state");
+        let status = state.path().join("status.json");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run").args(args).arg("--status-file").arg(&status);
+        if !args.contains(&"--pin-dir") {
+            cmd.arg("--no-pin");
+        }
+        let mut child = cmd
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -67,7 +76,7 @@ impl Agent {
                 sink.lock().unwrap().push(line);
             }
         });
-        let mut agent = Agent { child, log };
+        let mut agent = Agent { child, log, state };
         let ready = wait_for(Duration::from_secs(30), || {
             agent.log_has("ready: ") || agent.exited()
         });
@@ -81,6 +90,10 @@ impl Agent {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    pub fn status_file(&self) -> PathBuf {
+        self.state.path().join("status.json")
     }
 
     fn exited(&mut self) -> bool {

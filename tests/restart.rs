@@ -1,0 +1,206 @@
+//! Restarts lose nothing: maps and links pinned in bpffs keep tracking while
+//! the daemon is stopped; the next start adopts them. Each test pins under
+//! its own directory and unpins it, even when it fails.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+/// A pin directory of the test's own; unpinned on drop.
+struct Pins(PathBuf);
+
+impl Pins {
+    fn new(name: &str) -> Pins {
+        Pins(PathBuf::from(format!(
+            "/sys/fs/bpf/egb-test-{}-{name}",
+            std::process::id()
+        )))
+    }
+
+    fn arg(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        let _ = Command::new(BIN)
+            .args(["unpin", "--pin-dir", &self.arg()])
+            .output();
+    }
+}
+
+fn pinned_agent(dir: &Path, pins: &Pins) -> Agent {
+    Agent::start(&["--path", &path_arg(dir), "--pin-dir", &pins.arg()])
+}
+
+#[test]
+fn lock_taken_before_a_restart_is_removed_after_it() {
+    if !privileged() {
+        return;
+    }
+    let dir = test_dir("restart");
+    let pins = Pins::new("restart");
+    let mut procs = Procs::default();
+    let mut a = pinned_agent(dir.path(), &pins);
+    let lock = dir.path().join("before.lock");
+    let c = cstr(&lock);
+    let owner = procs.fork(move || {
+        create(&c, true, b"");
+        park();
+    });
+    assert!(wait_for(PATIENCE, || exists(&lock)));
+    assert!(a.wait_log(&["tracking", "before.lock"]), "{}", a.log_text());
+    assert_eq!(a.stop(), Some(0));
+    let b = pinned_agent(dir.path(), &pins);
+    assert!(b.log_has("adopted 1 tracked lock"), "{}", b.log_text());
+    procs.kill(owner, libc::SIGKILL);
+    assert!(wait_for(PATIENCE, || !exists(&lock)), "{}", b.log_text());
+}
+
+#[test]
+fn owner_killed_while_the_daemon_is_stopped() {
+    if !privileged() {
+        return;
+    }
+    let dir = test_dir("downtime");
+    let pins = Pins::new("downtime");
+    let mut procs = Procs::default();
+    let mut a = pinned_agent(dir.path(), &pins);
+    let early = dir.path().join("early.lock");
+    let c = cstr(&early);
+    let p1 = procs.fork(move || {
+        create(&c, true, b"");
+        park();
+    });
+    assert!(wait_for(PATIENCE, || exists(&early)));
+    assert!(a.wait_log(&["tracking", "early.lock"]), "{}", a.log_text());
+    assert_eq!(a.stop(), Some(0));
+    // while no agent runs: a kill, and a lock taken and orphaned
+    procs.kill(p1, libc::SIGKILL);
+    procs.reap(p1);
+    let late = dir.path().join("late.lock");
+    let c = cstr(&late);
+    let p2 = procs.fork(move || {
+        create(&c, true, b"");
+        park();
+    });
+    assert!(wait_for(PATIENCE, || exists(&late)));
+    procs.kill(p2, libc::SIGKILL);
+    procs.reap(p2);
+    assert!(exists(&early) && exists(&late));
+    let b = pinned_agent(dir.path(), &pins);
+    assert!(
+        wait_for(PATIENCE, || !exists(&early) && !exists(&late)),
+        "{}",
+        b.log_text()
+    );
+    assert!(b.wait_log(&["removed", "early.lock", "killed by SIGKILL"]));
+    assert!(b.wait_log(&["removed", "late.lock", "killed by SIGKILL"]));
+}
+
+#[test]
+fn unpin_leaves_nothing_and_refuses_while_running() {
+    if !privileged() {
+        return;
+    }
+    let dir = test_dir("unpin");
+    let pins = Pins::new("unpin");
+    // pins of another version are replaced at start
+    std::fs::create_dir_all(pins.0.join("0_0_0-deadbeef")).unwrap();
+    let mut a = pinned_agent(dir.path(), &pins);
+    assert!(
+        a.log_has("removed the pins of another version"),
+        "{}",
+        a.log_text()
+    );
+    assert!(!pins.0.join("0_0_0-deadbeef").exists());
+    let busy = Command::new(BIN)
+        .args(["unpin", "--pin-dir", &pins.arg()])
+        .output()
+        .unwrap();
+    assert_eq!(busy.status.code(), Some(2), "{busy:?}");
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("another eghostbuster daemon"));
+    assert_eq!(a.stop(), Some(0));
+    // stopped, the programs stay attached through their pins
+    let version_dir = std::fs::read_dir(&pins.0)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let names: Vec<String> = std::fs::read_dir(&version_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for want in [
+        "locks",
+        "exited",
+        "owners",
+        "lock_events",
+        "link_sys_exit_openat",
+        "link_sched_process_exit",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} not pinned: {names:?}"
+        );
+    }
+    let out = Command::new(BIN)
+        .args(["unpin", "--pin-dir", &pins.arg()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!pins.0.exists(), "pins left behind");
+}
+
+#[test]
+fn status_shows_programs_features_and_locks() {
+    if !privileged() {
+        return;
+    }
+    let dir = test_dir("status");
+    let mut agent = Agent::start(&["--path", &path_arg(dir.path())]);
+    let mut procs = Procs::default();
+    let lock = dir.path().join("shown.lock");
+    let c = cstr(&lock);
+    let owner = procs.fork(move || {
+        create(&c, true, b"");
+        park();
+    });
+    assert!(wait_for(PATIENCE, || exists(&lock)));
+    let status = agent.status_file();
+    let run = |json: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["status", "--status-file", status.to_str().unwrap()]);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output().unwrap()
+    };
+    // the status file is rewritten every second
+    assert!(wait_for(PATIENCE, || String::from_utf8_lossy(
+        &run(false).stdout
+    )
+    .contains("shown.lock")));
+    let human = run(false);
+    assert_eq!(human.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains("daemon:     running"), "{text}");
+    assert!(text.contains(&format!("owner pid {owner}")), "{text}");
+    let doc: serde_json::Value = serde_json::from_slice(&run(true).stdout).unwrap();
+    assert_eq!(doc["running"], true);
+    assert_eq!(doc["programs_attached"], true);
+    assert!(doc["features"]["exit"]
+        .as_str()
+        .unwrap()
+        .contains("sched_process_exit"));
+    assert_eq!(doc["locks"][0]["path"], lock.display().to_string());
+    assert_eq!(doc["locks"][0]["owner_pid"], owner);
+    assert_eq!(agent.stop(), Some(0));
+    // stopped: no status, exit 3
+    assert_eq!(run(false).status.code(), Some(3));
+}
