@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::sock_monitor::DestroyChoice;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "eghostbuster",
@@ -67,6 +69,23 @@ pub struct RunArgs {
     /// Size of the lock-event ring buffer (power of two, at least 64K)
     #[arg(long, value_name = "BYTES", default_value = "1M", value_parser = parse_ring_size)]
     pub ring_buffer_size: u32,
+
+    /// Idle time in CLOSE_WAIT before a socket is destroyed (500ms, 5s, 2m, 1h)
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
+    pub close_wait_timeout: Duration,
+
+    /// Only sockets whose local or remote port is PORT (repeatable; at most 32)
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+
+    /// Never touch sockets whose local or remote port is PORT (repeatable; at most 32)
+    #[arg(long = "exclude-port", value_name = "PORT")]
+    pub exclude_ports: Vec<u16>,
+
+    /// How stale sockets are destroyed: bpf_sock_destroy (kfunc, Linux 6.5+),
+    /// sock_diag SOCK_DESTROY (netlink), or auto (kfunc when the kernel has it)
+    #[arg(long, value_name = "METHOD", value_enum, default_value_t = DestroyChoice::Auto)]
+    pub socket_destroy: DestroyChoice,
 }
 
 /// `--path` must be absolute; `.`/`..` are refused rather than guessed at.
@@ -84,7 +103,6 @@ pub fn parse_scope(s: &str) -> Result<PathBuf, String> {
     Ok(std::fs::canonicalize(p).unwrap_or_else(|_| p.components().collect()))
 }
 
-#[allow(dead_code)] // for --close-wait-timeout, with the socket monitor
 /// Durations: a number and a unit, `500ms`, `5s`, `2m`, `1h` (no unit: seconds).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -168,6 +186,44 @@ mod tests {
             parse_scope("/nonexistent-eghostbuster//x/").unwrap(),
             PathBuf::from("/nonexistent-eghostbuster/x")
         );
+    }
+
+    #[test]
+    fn socket_options() {
+        let cli = Cli::try_parse_from([
+            "eghostbuster",
+            "run",
+            "--close-wait-timeout",
+            "2s",
+            "--port",
+            "5000",
+            "--port",
+            "6000",
+            "--exclude-port",
+            "22",
+            "--socket-destroy",
+            "netlink",
+        ])
+        .unwrap();
+        let Command::Run(a) = cli.command;
+        assert_eq!(a.close_wait_timeout, Duration::from_secs(2));
+        assert_eq!(a.ports, vec![5000, 6000]);
+        assert_eq!(a.exclude_ports, vec![22]);
+        assert_eq!(a.socket_destroy, DestroyChoice::Netlink);
+        let Command::Run(d) = Cli::try_parse_from(["eghostbuster", "run"])
+            .unwrap()
+            .command;
+        assert_eq!(d.close_wait_timeout, Duration::from_secs(60));
+        assert_eq!(d.socket_destroy, DestroyChoice::Auto);
+        for bad in [
+            &["--close-wait-timeout", "soon"][..],
+            &["--port", "70000"],
+            &["--socket-destroy", "ss"],
+        ] {
+            let mut args = vec!["eghostbuster", "run"];
+            args.extend_from_slice(bad);
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

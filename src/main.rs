@@ -7,9 +7,14 @@ mod cli;
 mod events;
 mod lock_monitor;
 mod lockfile;
+mod netns;
 mod patterns;
 mod poller;
 mod procfs;
+mod sock_diag;
+mod sock_monitor;
+mod sock_worker;
+mod sockets;
 mod sysenv;
 mod verdict;
 mod worker;
@@ -26,8 +31,11 @@ use nix::unistd::Pid;
 
 use crate::cli::{Cli, Command, RunArgs};
 use crate::patterns::LockMatcher;
+use crate::sock_monitor::{SockBpfConfig, SockMonitor};
+use crate::sock_worker::SockWork;
+use crate::sockets::{Method, PortFilter, MAX_PORTS};
 use crate::sysenv::Unmet;
-use crate::worker::{KernelCounters, Msg, Worker, WorkerConfig};
+use crate::worker::{KernelCounters, Msg, OwnerWatch, Worker, WorkerConfig};
 
 /// Exit codes (README): 0 success, 1 runtime failure, 2 bad usage or an
 /// unmet requirement.
@@ -94,11 +102,24 @@ fn libbpf_log(level: libbpf_rs::PrintLevel, msg: String) {
     }
 }
 
-struct BssCounters(MapHandle);
+/// The lock monitor's maps, absent with --no-locks.
+struct Owners(Option<MapHandle>);
+
+impl OwnerWatch for Owners {
+    fn watch(&self, pid: u32) -> bool {
+        self.0.as_ref().is_some_and(|m| m.watch(pid))
+    }
+}
+
+struct BssCounters(Option<MapHandle>);
 
 impl KernelCounters for BssCounters {
     fn read(&self) -> Option<(u64, u64)> {
-        let bytes = self.0.lookup(&0u32.to_ne_bytes(), MapFlags::ANY).ok()??;
+        let bytes = self
+            .0
+            .as_ref()?
+            .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+            .ok()??;
         let mut c = bpf::locks::types::lock_counters::default();
         plain::copy_from_bytes(&mut c, &bytes).ok()?;
         Some((c.ringbuf_drops, c.owners_full))
@@ -108,12 +129,30 @@ impl KernelCounters for BssCounters {
 fn run(args: RunArgs) -> Result<()> {
     // Everything the user can get wrong is checked before anything loads.
     let matcher = LockMatcher::new(&args.includes, &args.excludes, &args.paths).map_err(Usage)?;
-    if args.no_locks {
-        return Err(Usage("nothing to monitor: --no-locks leaves no monitor (the socket monitor is not built yet)".into()).into());
+    if args.no_locks && args.no_sockets {
+        return Err(Usage(
+            "nothing to monitor: --no-locks and --no-sockets leave no monitor".into(),
+        )
+        .into());
     }
+    if args.ports.len() > MAX_PORTS || args.exclude_ports.len() > MAX_PORTS {
+        return Err(Usage(format!(
+            "at most {MAX_PORTS} --port and {MAX_PORTS} --exclude-port"
+        ))
+        .into());
+    }
+    if args.close_wait_timeout.is_zero() {
+        return Err(Usage("--close-wait-timeout must be more than 0".into()).into());
+    }
+    let filter = PortFilter {
+        ports: args.ports.clone(),
+        exclude: args.exclude_ports.clone(),
+    };
     sysenv::check_privileges()?;
     sysenv::check_btf()?;
-    sysenv::ensure_tracefs()?;
+    if !args.no_locks {
+        sysenv::ensure_tracefs()?;
+    }
     libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Debug, libbpf_log)));
 
     // Signals are taken by sigwait in this thread only.
@@ -122,80 +161,183 @@ fn run(args: RunArgs) -> Result<()> {
     signals.add(Signal::SIGTERM);
     signals.thread_block().context("blocking SIGINT/SIGTERM")?;
 
-    let mut storage = MaybeUninit::uninit();
-    let monitor = lock_monitor::load(
-        &mut storage,
-        &lock_monitor::LockBpfConfig {
-            non_exclusive: args.non_exclusive,
-            suffixes: matcher.kernel_suffixes(),
-            max_owners: args.max_owners,
-            ring_buffer_size: args.ring_buffer_size,
-        },
-    )?;
-    let maps = &monitor.skel.maps;
-    let owners = MapHandle::try_from(&maps.owners).context("owners map")?;
-    let events = MapHandle::try_from(&maps.lock_events).context("lock_events map")?;
-    let bss = MapHandle::try_from(&maps.bss).context(".bss map")?;
-
-    let scope = if args.paths.is_empty() {
-        "the whole host".to_string()
+    let mut lock_storage = MaybeUninit::uninit();
+    let lock_monitor = if args.no_locks {
+        None
     } else {
-        args.paths
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
+        Some(lock_monitor::load(
+            &mut lock_storage,
+            &lock_monitor::LockBpfConfig {
+                non_exclusive: args.non_exclusive,
+                suffixes: matcher.kernel_suffixes(),
+                max_owners: args.max_owners,
+                ring_buffer_size: args.ring_buffer_size,
+            },
+        )?)
     };
+    let mut sock_storage = MaybeUninit::uninit();
+    let sock_monitor = if args.no_sockets {
+        None
+    } else {
+        Some(sock_monitor::load(
+            &mut sock_storage,
+            &SockBpfConfig {
+                timeout: args.close_wait_timeout,
+                filter: filter.clone(),
+                destroy: args.socket_destroy,
+                dry_run: args.dry_run,
+            },
+        )?)
+    };
+
+    let mut owners = None;
+    let mut lock_events = None;
+    let mut bss = None;
+    let mut ready = Vec::new();
+    if let Some(m) = &lock_monitor {
+        let maps = &m.skel.maps;
+        owners = Some(MapHandle::try_from(&maps.owners).context("owners map")?);
+        lock_events = Some(MapHandle::try_from(&maps.lock_events).context("lock_events map")?);
+        bss = Some(MapHandle::try_from(&maps.bss).context(".bss map")?);
+        let scope = if args.paths.is_empty() {
+            "the whole host".to_string()
+        } else {
+            args.paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        ready.push(format!(
+            "lock monitor attached ({}); scope: {scope}",
+            m.attached.join(", ")
+        ));
+    }
     let mut worker = Worker::new(
         WorkerConfig {
             dry_run: args.dry_run,
             matcher,
             max_locks: args.max_locks as usize,
         },
-        owners,
+        Owners(owners),
         BssCounters(bss),
     )
     .context("reading this process's namespaces")?;
 
+    let mut sock_events = None;
+    let _sock_skel; // the socket programs stay attached while it lives
+    if let Some(m) = sock_monitor {
+        let SockMonitor {
+            skel,
+            links,
+            reaper,
+        } = m;
+        sock_events = Some(MapHandle::try_from(&skel.maps.sock_events).context("sock_events map")?);
+        let method = reaper.method;
+        ready.push(format!(
+            "socket monitor attached (inet_sock_set_state, tcp reaper); destroy method: {}; close-wait timeout {:?}; ports: {}{}",
+            match method {
+                Method::Kfunc => "kfunc (bpf_sock_destroy)",
+                Method::Netlink => "netlink (sock_diag SOCK_DESTROY)",
+            },
+            args.close_wait_timeout,
+            if filter.ports.is_empty() {
+                "all".to_string()
+            } else {
+                format!("{:?}", filter.ports)
+            },
+            if filter.exclude.is_empty() {
+                String::new()
+            } else {
+                format!(", except {:?}", filter.exclude)
+            }
+        ));
+        worker = worker.with_sockets(SockWork::new(
+            Box::new(reaper),
+            args.close_wait_timeout,
+            filter,
+            args.dry_run,
+        ));
+        _sock_skel = (skel, links);
+        // sockets already in CLOSE_WAIT are stamped before we say ready
+        worker.survey_sockets();
+    }
+
     let (tx, rx) = crossbeam_channel::bounded::<Msg>(65536);
     let stop = AtomicBool::new(false);
-    let stats = poller::PollerStats::default();
+    let lock_stats = poller::PollerStats::default();
+    let sock_stats = poller::PollerStats::default();
     log::info!(
-        "ready: lock monitor attached ({}); scope: {scope}{}",
-        monitor.attached.join(", "),
+        "ready: {}{}",
+        ready.join("; "),
         if args.dry_run {
-            "; dry run: nothing is removed"
+            "; dry run: nothing is removed or destroyed"
         } else {
             ""
         }
     );
 
     let outcome = std::thread::scope(|s| -> Result<()> {
-        let poll = s.spawn(|| {
-            let tx = tx; // dropped when polling ends: the worker then stops
-            let r = poller::run(
-                &events,
-                |d| events::decode(d).map(Msg::Lock),
-                &tx,
-                &stop,
-                &stats,
-            );
-            if r.is_err() {
-                let _ = kill(Pid::this(), Signal::SIGTERM); // wake the main thread
-            }
-            r
-        });
+        let mut polls = Vec::new();
+        if let Some(events) = &lock_events {
+            let tx = tx.clone(); // dropped when polling ends
+            let (stop, stats) = (&stop, &lock_stats);
+            polls.push(s.spawn(move || {
+                let r = poller::run(
+                    events,
+                    |d| events::decode(d).map(Msg::Lock),
+                    &tx,
+                    stop,
+                    stats,
+                )
+                .context("lock events");
+                if r.is_err() {
+                    let _ = kill(Pid::this(), Signal::SIGTERM); // wake the main thread
+                }
+                r
+            }));
+        }
+        if let Some(events) = &sock_events {
+            let tx = tx.clone();
+            let (stop, stats) = (&stop, &sock_stats);
+            polls.push(s.spawn(move || {
+                let r = poller::run(
+                    events,
+                    |d| sockets::decode_event(d).map(Msg::Sock),
+                    &tx,
+                    stop,
+                    stats,
+                )
+                .context("socket events");
+                if r.is_err() {
+                    let _ = kill(Pid::this(), Signal::SIGTERM);
+                }
+                r
+            }));
+        }
+        drop(tx); // the worker stops once every poller has
         let work = s.spawn(move || worker.run(&rx));
         let sig = signals.wait().context("waiting for signals")?;
         log::info!("{sig}: stopping");
         stop.store(true, Ordering::Relaxed);
-        let polled = poll.join().expect("poller thread panicked");
+        let mut polled = Ok(());
+        for p in polls {
+            let r = p.join().expect("poller thread panicked");
+            if polled.is_ok() {
+                polled = r;
+            }
+        }
         work.join().expect("worker thread panicked");
         polled
     });
-    let lost = stats.queue_full.load(Ordering::Relaxed) + stats.undecodable.load(Ordering::Relaxed);
-    if lost > 0 {
-        log::warn!("{lost} lock events could not be handled (worker queue full or undecodable)");
+    for (what, stats) in [("lock", &lock_stats), ("socket", &sock_stats)] {
+        let lost =
+            stats.queue_full.load(Ordering::Relaxed) + stats.undecodable.load(Ordering::Relaxed);
+        if lost > 0 {
+            log::warn!(
+                "{lost} {what} events could not be handled (worker queue full or undecodable)"
+            );
+        }
     }
     outcome
 }

@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crossbeam_channel::{select, tick, Receiver};
+use crossbeam_channel::{at, never, select, tick, Receiver};
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
 use crate::events::{
@@ -17,12 +17,15 @@ use crate::events::{
 use crate::lockfile::{self, LockDir};
 use crate::patterns::{LockMatcher, Match};
 use crate::procfs::{self, FileId};
+use crate::sock_worker::SockWork;
+use crate::sockets::SockEvent;
 use crate::verdict::{self, ExitKind, Facts, Keep, OnExit, PidInFile};
 
 /// What reaches the worker.
 #[derive(Debug)]
 pub enum Msg {
     Lock(LockEvent),
+    Sock(SockEvent),
 }
 
 pub struct WorkerConfig {
@@ -128,6 +131,8 @@ pub struct Worker<W: OwnerWatch, K: KernelCounters> {
     prune_at: usize,
     last_counters: (u64, u64),
     table_full_logged: bool,
+    /// CLOSE_WAIT sockets, when the socket monitor runs.
+    sockets: Option<SockWork>,
     pub stats: Stats,
 }
 
@@ -149,14 +154,30 @@ impl<W: OwnerWatch, K: KernelCounters> Worker<W, K> {
             prune_at: 1024,
             last_counters: (0, 0),
             table_full_logged: false,
+            sockets: None,
             stats: Stats::default(),
         })
+    }
+
+    /// Also handle CLOSE_WAIT sockets.
+    pub fn with_sockets(mut self, sockets: SockWork) -> Self {
+        self.sockets = Some(sockets);
+        self
+    }
+
+    /// Look for sockets already in CLOSE_WAIT in every network namespace.
+    pub fn survey_sockets(&mut self) {
+        if let Some(s) = &mut self.sockets {
+            s.survey();
+        }
     }
 
     /// Until every sender is gone.
     pub fn run(&mut self, rx: &Receiver<Msg>) {
         let ticker = tick(TICK);
         loop {
+            let deadline = self.sockets.as_ref().and_then(|s| s.next_deadline());
+            let timer = deadline.map(at).unwrap_or_else(never);
             select! {
                 recv(rx) -> msg => {
                     let Ok(first) = msg else { break };
@@ -170,9 +191,17 @@ impl<W: OwnerWatch, K: KernelCounters> Worker<W, K> {
                     self.handle(batch);
                 }
                 recv(ticker) -> _ => self.tick(),
+                recv(timer) -> _ => {
+                    if let Some(s) = &mut self.sockets {
+                        s.on_deadline();
+                    }
+                }
             }
         }
         log::debug!("worker: {:?}", self.stats);
+        if let Some(s) = &self.sockets {
+            log::debug!("worker, sockets: {:?}", s.stats);
+        }
     }
 
     fn handle(&mut self, batch: Vec<Msg>) {
@@ -182,6 +211,11 @@ impl<W: OwnerWatch, K: KernelCounters> Worker<W, K> {
                 Msg::Lock(LockEvent::Created(c)) => self.on_created(c),
                 Msg::Lock(LockEvent::NameGone { tgid }) => self.on_name_gone(tgid),
                 Msg::Lock(LockEvent::Exit(e)) => work.extend(self.on_exit(e)),
+                Msg::Sock(ev) => {
+                    if let Some(s) = &mut self.sockets {
+                        s.on_event(ev);
+                    }
+                }
             }
         }
         self.evaluate(work);
@@ -294,6 +328,9 @@ impl<W: OwnerWatch, K: KernelCounters> Worker<W, K> {
     }
 
     fn tick(&mut self) {
+        if let Some(s) = &mut self.sockets {
+            s.tick();
+        }
         if let Some((drops, full)) = self.counters.read() {
             let (d0, f0) = self.last_counters;
             if drops > d0 {
