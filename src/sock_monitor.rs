@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Iter, Link, OpenObject};
+use libbpf_rs::{Iter, Link, MapCore, MapFlags, MapHandle, OpenObject};
 
+use crate::bpf::sockets::types::sock_counters;
 use crate::bpf::sockets::{SocketsSkel, SocketsSkelBuilder};
 use crate::netns;
 use crate::sock_diag;
@@ -113,6 +114,7 @@ pub fn load<'obj>(
     let reaper = reaper_prog
         .attach()
         .map_err(|e| Unmet(format!("attaching the tcp reaper iterator failed: {e}")))?;
+    let bss = MapHandle::try_from(&skel.maps.bss).context("socket .bss map")?;
     Ok(SockMonitor {
         skel,
         links: vec![tp],
@@ -121,6 +123,7 @@ pub fn load<'obj>(
             method,
             dry_run: cfg.dry_run,
             filter: cfg.filter.clone(),
+            bss,
         },
     })
 }
@@ -130,6 +133,8 @@ pub trait Reap: Send {
     fn reap(&mut self, netns: u64) -> Result<Vec<Reaped>>;
     /// Network namespaces to look into on a full survey.
     fn namespaces(&self) -> Vec<u64>;
+    /// The kernel side's counters: (ring buffer drops, storage failures).
+    fn counters(&self) -> Option<(u64, u64)>;
 }
 
 pub struct Reaper {
@@ -137,6 +142,7 @@ pub struct Reaper {
     pub method: Method,
     dry_run: bool,
     filter: PortFilter,
+    bss: MapHandle,
 }
 
 impl Reaper {
@@ -182,5 +188,13 @@ impl Reap for Reaper {
 
     fn namespaces(&self) -> Vec<u64> {
         netns::all().into_keys().collect()
+    }
+
+    fn counters(&self) -> Option<(u64, u64)> {
+        let bytes = self.bss.lookup(&0u32.to_ne_bytes(), MapFlags::ANY).ok()??;
+        let mut c = sock_counters::default();
+        // the counters are the first global in .bss
+        plain::copy_from_bytes(&mut c, &bytes).ok()?;
+        Some((c.ringbuf_drops, c.storage_fail))
     }
 }

@@ -32,6 +32,7 @@ pub struct SockWork {
     /// Stale sockets already logged in a dry run.
     reported: HashSet<u64>,
     last_survey: Instant,
+    last_counters: (u64, u64),
     pub stats: SockStats,
 }
 
@@ -56,6 +57,7 @@ impl SockWork {
             dry_run,
             reported: HashSet::new(),
             last_survey: Instant::now(),
+            last_counters: (0, 0),
             stats: SockStats::default(),
         }
     }
@@ -113,7 +115,21 @@ impl SockWork {
 
     /// Called on the worker's tick.
     pub fn tick(&mut self) {
-        if self.last_survey.elapsed() >= SURVEY_EVERY {
+        let mut lost = false;
+        if let Some((drops, fails)) = self.reaper.counters() {
+            let (d0, f0) = self.last_counters;
+            if drops > d0 || fails > f0 {
+                log::warn!(
+                    "{} socket events lost (ring buffer full), {} sockets not stamped (socket storage allocation failed); surveying every namespace",
+                    drops - d0,
+                    fails - f0
+                );
+                lost = true;
+            }
+            self.last_counters = (drops, fails);
+        }
+        // a lost entry is found again by a survey: the stamp is in the kernel
+        if lost || self.last_survey.elapsed() >= SURVEY_EVERY {
             self.survey();
         }
     }
@@ -201,6 +217,9 @@ mod tests {
         }
         fn namespaces(&self) -> Vec<u64> {
             vec![1, 2]
+        }
+        fn counters(&self) -> Option<(u64, u64)> {
+            None
         }
     }
 
