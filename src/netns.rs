@@ -37,13 +37,26 @@ pub fn all() -> HashMap<u64, PathBuf> {
 }
 
 /// A file naming namespace `netns`, or None when no process and no bind
-/// mount holds it any more (its sockets are gone with it).
+/// mount holds it any more (its sockets are gone with it). Processes first;
+/// then single threads, which can sit in a namespace of their own.
 pub fn find(netns: u64) -> Option<PathBuf> {
     let named = fs::read_dir("/run/netns").into_iter().flatten().flatten();
+    let is_it = |p: &PathBuf| fs::metadata(p).is_ok_and(|m| m.ino() == netns);
     named
         .map(|e| e.path())
         .chain(pids().map(|pid| PathBuf::from(format!("/proc/{pid}/ns/net"))))
-        .find(|p| fs::metadata(p).is_ok_and(|m| m.ino() == netns))
+        .find(is_it)
+        .or_else(|| {
+            pids()
+                .flat_map(|pid| {
+                    fs::read_dir(format!("/proc/{pid}/task"))
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .map(|t| t.path().join("ns/net"))
+                })
+                .find(is_it)
+        })
 }
 
 /// Run `f` on a short-lived thread inside namespace `netns` (named by

@@ -489,3 +489,73 @@ fn bad_socket_flags_are_usage_errors() {
         assert!(!out.stderr.is_empty());
     }
 }
+
+/// A process in a network namespace of its own with no name under
+/// /run/netns, as a container's: `unshare -n sleep`, killed by PID on drop.
+struct Unnamed(Child);
+
+impl Unnamed {
+    fn new() -> Unnamed {
+        let child = Command::new("unshare")
+            .args(["--net", "sleep", "600"])
+            .spawn()
+            .expect("unshare --net sleep");
+        let u = Unnamed(child);
+        let pid = u.0.id().to_string();
+        let own = std::fs::read_link("/proc/self/ns/net").unwrap();
+        let end = Instant::now() + Duration::from_secs(5);
+        // wait for unshare to have made the namespace and exec'd sleep
+        while std::fs::read_link(format!("/proc/{pid}/ns/net"))
+            .ok()
+            .as_ref()
+            == Some(&own)
+            || std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default() != "sleep\n"
+        {
+            assert!(Instant::now() < end, "unshare did not start");
+            thread::sleep(Duration::from_millis(20));
+        }
+        let ok = Command::new("nsenter")
+            .args(["-t", &pid, "-n", "ip", "link", "set", "lo", "up"])
+            .status();
+        assert!(ok.is_ok_and(|s| s.success()), "bringing lo up");
+        u
+    }
+
+    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let file = std::fs::File::open(format!("/proc/{}/ns/net", self.0.id())).unwrap();
+        thread::scope(|s| {
+            s.spawn(move || {
+                // SAFETY: setns on a descriptor we own, for this thread only.
+                let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+                f()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+}
+
+impl Drop for Unnamed {
+    fn drop(&mut self) {
+        let _ = self.0.kill(); // by PID: our own child
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn close_wait_in_an_unnamed_namespace_is_destroyed() {
+    if !privileged() {
+        return;
+    }
+    let ns = Unnamed::new();
+    let port = free_port("127.0.0.1");
+    let p = port.to_string();
+    let agent = Agent::start(&["--no-locks", "--close-wait-timeout", TIMEOUT, "--port", &p]);
+    let (s, _l, peer) = ns.run(|| close_wait(format!("127.0.0.1:{port}").parse().unwrap()));
+    assert_destroyed(&s, &agent);
+    agent.wait_log_line(
+        &["destroyed CLOSE_WAIT socket", &peer.to_string()],
+        PATIENCE,
+    );
+}
