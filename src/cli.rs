@@ -13,7 +13,7 @@ pub use crate::sock_monitor::DestroyChoice;
 #[command(
     name = "eghostbuster",
     version,
-    about = "Removes lock files left behind by dead processes, never one a live process relies on",
+    about = "Removes lock files left behind by dead processes, never one a live process relies on, and TCP sockets idle in CLOSE_WAIT",
     long_about = None
 )]
 pub struct Cli {

@@ -1,5 +1,6 @@
 //! eghostbuster: removes ghost lock files left by dead processes, never one
-//! a live process relies on. This file is the command line and the wiring;
+//! a live process relies on, and destroys TCP sockets left idle in
+//! CLOSE_WAIT by applications that never close them. This file is the command line and the wiring;
 //! each role lives in its own module.
 
 mod bpf;

@@ -177,17 +177,17 @@ impl SockWork {
                 ReapKind::Destroyed => {
                     self.sched.cancel(r.cookie);
                     self.stats.destroyed += 1;
-                    log::info!("{}", describe(&r, holders.get(&r.ino), false));
+                    log::info!("{}", describe(&r, holders.get(&r.ino), false, self.timeout));
                 }
                 ReapKind::Failed(_) => {
                     self.sched.cancel(r.cookie);
                     self.stats.failed += 1;
-                    log::error!("{}", describe(&r, holders.get(&r.ino), false));
+                    log::error!("{}", describe(&r, holders.get(&r.ino), false, self.timeout));
                 }
                 ReapKind::Stale => {
                     self.sched.cancel(r.cookie);
                     if self.dry_run && self.reported.insert(r.cookie) {
-                        log::info!("{}", describe(&r, holders.get(&r.ino), true));
+                        log::info!("{}", describe(&r, holders.get(&r.ino), true, self.timeout));
                     }
                 }
             }

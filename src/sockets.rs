@@ -259,7 +259,7 @@ fn secs(d: Duration) -> String {
 }
 
 /// The one log line for a stale socket.
-pub fn describe(r: &Reaped, holder: Option<&Holder>, dry_run: bool) -> String {
+pub fn describe(r: &Reaped, holder: Option<&Holder>, dry_run: bool, timeout: Duration) -> String {
     let what = match (r.kind, dry_run) {
         (ReapKind::Destroyed, _) => "destroyed".to_string(),
         (ReapKind::Failed(e), _) => format!(
@@ -275,7 +275,7 @@ pub fn describe(r: &Reaped, holder: Option<&Holder>, dry_run: bool) -> String {
         None => "no process found".to_string(),
     };
     format!(
-        "{what} CLOSE_WAIT socket {} -> {} in netns {}: idle {}{} (timeout passed); owner {owner}; socket inode {}, cookie {}; method {}",
+        "{what} CLOSE_WAIT socket {} -> {} in netns {}: idle {}{} (timeout {:?}); owner {owner}; socket inode {}, cookie {}; method {}",
         r.ends.local,
         r.ends.remote,
         r.netns,
@@ -285,6 +285,7 @@ pub fn describe(r: &Reaped, holder: Option<&Holder>, dry_run: bool) -> String {
         } else {
             ""
         },
+        timeout,
         r.ino,
         r.cookie,
         r.method,
@@ -473,13 +474,14 @@ mod tests {
                 comm: "server".into(),
             }),
             false,
+            Duration::from_secs(2),
         );
         assert!(!line.contains('\n'));
         for part in [
             "destroyed",
             "127.0.0.1:5000 -> 10.1.2.3:40000",
             "netns 4026531840",
-            "idle 2.5s",
+            "idle 2.5s (timeout 2s)",
             "pid 42 (server)",
             "inode 1234",
             "method kfunc",
