@@ -1,7 +1,8 @@
 //! sock_diag `SOCK_DESTROY` (linux/sock_diag.h, linux/inet_diag.h): destroys
 //! one TCP socket, named by its 4-tuple *and* its cookie, so a 4-tuple
-//! reused by a new connection is refused by the kernel (ESTALE) rather than
-//! hit. Needs CONFIG_INET_DIAG_DESTROY and CAP_NET_ADMIN in the socket's
+//! reused by a new connection is refused by the kernel (ENOENT: "no such
+//! socket", as inet_diag_find_one_icsk answers a cookie mismatch) rather
+//! than hit. Needs CONFIG_INET_DIAG_DESTROY and CAP_NET_ADMIN in the socket's
 //! network namespace; it acts on the namespace of the calling thread.
 //!
 //! Written by hand on libc: one fixed-size request and one ACK to read do
@@ -221,6 +222,66 @@ mod tests {
         v.extend_from_slice(&err.to_ne_bytes());
         v.extend_from_slice(&[0u8; 16]);
         v
+    }
+
+    /// Real SOCK_DESTROY on a socket of our own: a wrong cookie (a reused
+    /// 4-tuple) is refused, the right one destroys it.
+    #[test]
+    fn destroys_only_the_socket_with_that_cookie() {
+        use std::net::{TcpListener, TcpStream};
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: SOCK_DESTROY needs CAP_NET_ADMIN");
+            return;
+        }
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, peer) = l.accept().unwrap();
+        let sockopt = |name: (i32, i32), size: usize| {
+            let mut v = [0u8; 256];
+            let mut len = size as libc::socklen_t;
+            // SAFETY: v is large enough; len says how much.
+            let r = unsafe {
+                libc::getsockopt(
+                    s.as_raw_fd(),
+                    name.0,
+                    name.1,
+                    v.as_mut_ptr().cast(),
+                    &mut len,
+                )
+            };
+            assert_eq!(r, 0);
+            v
+        };
+        let cookie = u64::from_ne_bytes(
+            sockopt((libc::SOL_SOCKET, libc::SO_COOKIE), 8)[..8]
+                .try_into()
+                .unwrap(),
+        );
+        let state = || sockopt((libc::IPPROTO_TCP, libc::TCP_INFO), 256)[0];
+        drop(c);
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while state() != TCP_CLOSE_WAIT as u8 {
+            assert!(std::time::Instant::now() < end, "no CLOSE_WAIT");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let mut t = Target {
+            family: libc::AF_INET as u16,
+            local: s.local_addr().unwrap(),
+            remote: peer,
+            ifindex: 0,
+            cookie: cookie ^ 1,
+        };
+        let e = destroy(&t).unwrap_err();
+        // ENOENT on current kernels (inet_diag_find_one_icsk), ESTALE on old ones
+        assert!(
+            [Some(libc::ENOENT), Some(libc::ESTALE)].contains(&e.raw_os_error()),
+            "{e}"
+        );
+        assert_eq!(state(), TCP_CLOSE_WAIT as u8);
+        t.cookie = cookie;
+        destroy(&t).unwrap();
+        assert_eq!(state(), 7); // TCP_CLOSE
     }
 
     #[test]
