@@ -154,6 +154,9 @@ impl Reaper {
         it.read_to_end(&mut out)
             .context("reading the reaper iterator")?;
         let mut recs = decode_reaped(&out).map_err(anyhow::Error::msg)?;
+        for r in &mut recs {
+            r.method = self.method; // what a dry run would have used, too
+        }
         if self.method == Method::Netlink && !self.dry_run {
             for r in recs.iter_mut().filter(|r| r.kind == ReapKind::Stale) {
                 // the kernel applied the same filter; never act outside it
@@ -167,7 +170,6 @@ impl Reaper {
                     ifindex: r.ends.ifindex,
                     cookie: r.cookie,
                 };
-                r.method = Method::Netlink;
                 r.kind = match sock_diag::destroy(&target) {
                     Ok(()) => ReapKind::Destroyed,
                     Err(e) => ReapKind::Failed(e.raw_os_error().unwrap_or(libc::EIO)),

@@ -362,9 +362,14 @@ fn excluded_port_is_untouched_and_dry_run_destroys_nothing() {
         "--port",
         &p,
         "--dry-run",
+        "--socket-destroy",
+        "netlink",
     ]);
     let (s, _l, peer) = close_wait(format!("127.0.0.1:{port}").parse().unwrap());
-    dry.wait_log_line(&["would destroy", &peer.to_string()], PATIENCE);
+    dry.wait_log_line(
+        &["would destroy", &peer.to_string(), "method netlink"],
+        PATIENCE,
+    );
     thread::sleep(Duration::from_secs(1));
     assert_eq!(tcp_state(&s), TCP_CLOSE_WAIT);
     assert!(!excluded.log().contains(&peer.to_string()));
