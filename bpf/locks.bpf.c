@@ -395,8 +395,7 @@ int handle_rename_exit(struct trace_event_raw_sys_exit *ctx)
  * Exit of a whole thread group (group_dead: the last thread is leaving);
  * a single thread's exit never counts. Only watched owners reach user space.
  */
-SEC("tp_btf/sched_process_exit")
-int BPF_PROG(handle_exit, struct task_struct *p, bool group_dead)
+static __always_inline int handle_exit_common(struct task_struct *p, bool group_dead)
 {
 	struct task_struct *parent;
 	struct lock_exit *e;
@@ -442,4 +441,24 @@ int BPF_PROG(handle_exit, struct task_struct *p, bool group_dead)
 	bpf_ringbuf_submit(e, 0);
 	count(&counters.exits);
 	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(handle_exit, struct task_struct *p, bool group_dead)
+{
+	return handle_exit_common(p, group_dead);
+}
+
+/*
+ * The same, for kernels whose sched_process_exit has no group_dead argument
+ * (it was added to the tracepoint late; user space probes BTF and loads one
+ * of the two). do_exit decrements signal->live before this tracepoint, and
+ * the last thread out sees it reach zero.
+ */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(handle_exit_legacy, struct task_struct *p)
+{
+	bool group_dead = BPF_CORE_READ(p, signal, live.counter) == 0;
+
+	return handle_exit_common(p, group_dead);
 }

@@ -5,7 +5,15 @@
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 pub use crate::sock_monitor::DestroyChoice;
 
@@ -21,11 +29,80 @@ pub struct Cli {
     pub command: Command,
 }
 
+#[allow(clippy::large_enum_variant)] // parsed once, at start
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the agent as a daemon (runit/systemd); logs to stderr
     Run(RunArgs),
+    /// Print a shell completion script
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the eghostbuster(8) man page (roff)
+    #[command(hide = true)]
+    Manpage,
 }
+
+/// Shell completions and the man page, from this very definition.
+pub fn generate(cmd: &Command, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    let mut app = Cli::command();
+    // Into memory first: the generators panic on a failed write.
+    let mut buf = Vec::new();
+    match cmd {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut app, "eghostbuster", &mut buf)
+        }
+        Command::Manpage => {
+            app.build();
+            let man = clap_mangen::Man::new(app.clone())
+                .section("8")
+                .manual("System Administration");
+            man.render_title(&mut buf)?;
+            man.render_name_section(&mut buf)?;
+            man.render_synopsis_section(&mut buf)?;
+            man.render_description_section(&mut buf)?;
+            man.render_subcommands_section(&mut buf)?;
+            if let Some(run) = app.find_subcommand("run") {
+                buf.extend_from_slice(b".SH \"RUN OPTIONS\"\n");
+                let run = run.clone().name("eghostbuster run");
+                let mut opts = Vec::new();
+                clap_mangen::Man::new(run).render_options_section(&mut opts)?;
+                // drop its own ".SH OPTIONS" heading: ours says which command
+                let text = String::from_utf8_lossy(&opts).replacen(".SH OPTIONS\n", "", 1);
+                buf.extend_from_slice(text.as_bytes());
+            }
+            buf.extend_from_slice(MAN_TAIL.as_bytes());
+        }
+        Command::Run(_) => {}
+    }
+    out.write_all(&buf)
+}
+
+const MAN_TAIL: &str = r#".SH "EXIT STATUS"
+.TP
+0
+clean stop (SIGINT or SIGTERM)
+.TP
+1
+runtime failure
+.TP
+2
+bad usage (flags, globs, sizes) or an unmet requirement (not root, no BTF, no syscall tracepoints, programs refused); one line on standard error, nothing loaded or touched
+.SH FILES
+.TP
+/etc/default/eghostbuster
+options read by the runit service and the systemd unit (EGHOSTBUSTER_OPTS)
+.TP
+/etc/sv/eghostbuster
+the runit service (not enabled by default)
+.TP
+/var/log/eghostbuster
+runit's svlogd log directory
+.SH "SEE ALSO"
+runsv(8), sv(8), systemctl(1)
+"#;
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -86,6 +163,26 @@ pub struct RunArgs {
     /// sock_diag SOCK_DESTROY (netlink), or auto (kfunc when the kernel has it)
     #[arg(long, value_name = "METHOD", value_enum, default_value_t = DestroyChoice::Auto)]
     pub socket_destroy: DestroyChoice,
+
+    /// Write Prometheus metrics to FILE (atomically, every 5 s and at exit),
+    /// e.g. for node_exporter's textfile collector
+    #[arg(long, value_name = "FILE", value_parser = parse_textfile)]
+    pub metrics_textfile: Option<PathBuf>,
+
+    /// Serve Prometheus metrics over HTTP at ADDR (/metrics). A bare port
+    /// means loopback; no value: 127.0.0.1:9633
+    #[arg(long, value_name = "ADDR", num_args = 0..=1,
+          default_missing_value = "127.0.0.1:9633", value_parser = parse_listen)]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Log lines as text or as one JSON object per line
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Detect whole-process exit as kernels without the tracepoint's
+    /// group_dead argument do (to test that path on any kernel)
+    #[arg(long, hide = true)]
+    pub force_exit_fallback: bool,
 }
 
 /// `--path` must be absolute; `.`/`..` are refused rather than guessed at.
@@ -101,6 +198,27 @@ pub fn parse_scope(s: &str) -> Result<PathBuf, String> {
         return Err(format!("{s:?} contains '.' or '..'"));
     }
     Ok(std::fs::canonicalize(p).unwrap_or_else(|_| p.components().collect()))
+}
+
+/// `--metrics-listen`: `HOST:PORT`, `[V6]:PORT`, or a bare port on loopback.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse()
+        .map_err(|_| format!("{s:?} is not an address (e.g. 127.0.0.1:9633, [::1]:9633, 9633)"))
+}
+
+/// `--metrics-textfile`: an absolute path in an existing directory.
+fn parse_textfile(s: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(s);
+    if !p.is_absolute() || p.file_name().is_none() {
+        return Err(format!("{s:?} is not an absolute file path"));
+    }
+    match p.parent() {
+        Some(d) if d.is_dir() => Ok(p),
+        _ => Err(format!("{s:?}: its directory does not exist")),
+    }
 }
 
 /// Durations: a number and a unit, `500ms`, `5s`, `2m`, `1h` (no unit: seconds).
@@ -205,14 +323,19 @@ mod tests {
             "netlink",
         ])
         .unwrap();
-        let Command::Run(a) = cli.command;
+        let Command::Run(a) = cli.command else {
+            panic!("not run")
+        };
         assert_eq!(a.close_wait_timeout, Duration::from_secs(2));
         assert_eq!(a.ports, vec![5000, 6000]);
         assert_eq!(a.exclude_ports, vec![22]);
         assert_eq!(a.socket_destroy, DestroyChoice::Netlink);
         let Command::Run(d) = Cli::try_parse_from(["eghostbuster", "run"])
             .unwrap()
-            .command;
+            .command
+        else {
+            panic!("not run")
+        };
         assert_eq!(d.close_wait_timeout, Duration::from_secs(60));
         assert_eq!(d.socket_destroy, DestroyChoice::Auto);
         for bad in [
@@ -224,6 +347,18 @@ mod tests {
             args.extend_from_slice(bad);
             assert!(Cli::try_parse_from(args).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(parse_listen("9633").unwrap().to_string(), "127.0.0.1:9633");
+        assert_eq!(parse_listen("[::1]:80").unwrap().to_string(), "[::1]:80");
+        assert_eq!(parse_listen("0.0.0.0:9").unwrap().to_string(), "0.0.0.0:9");
+        assert!(parse_listen("localhost").is_err());
+        assert!(parse_listen("99999").is_err());
+        assert!(parse_textfile("rel.prom").is_err());
+        assert!(parse_textfile("/nonexistent-dir-egb/x.prom").is_err());
+        assert!(parse_textfile("/tmp/x.prom").is_ok());
     }
 
     #[test]

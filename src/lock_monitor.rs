@@ -11,7 +11,7 @@ use libbpf_rs::{Link, OpenObject};
 
 use crate::bpf::locks::{LocksSkel, LocksSkelBuilder};
 use crate::patterns::{MAX_SUFFIXES, MAX_SUFFIX_LEN};
-use crate::sysenv::{has_syscall_tracepoint, Unmet};
+use crate::sysenv::{exit_tracepoint_has_group_dead, has_syscall_tracepoint, Unmet};
 
 pub struct LockBpfConfig {
     pub non_exclusive: bool,
@@ -19,6 +19,8 @@ pub struct LockBpfConfig {
     pub suffixes: Option<Vec<Vec<u8>>>,
     pub max_owners: u32,
     pub ring_buffer_size: u32,
+    /// Use the exit program for kernels without `group_dead` (tests).
+    pub force_exit_fallback: bool,
 }
 
 pub struct LockMonitor<'obj> {
@@ -26,20 +28,6 @@ pub struct LockMonitor<'obj> {
     _links: Vec<Link>,
     pub attached: Vec<&'static str>,
 }
-
-/// The syscall exit tracepoints and their programs. `creat` only matters
-/// with --non-exclusive (it can never be exclusive).
-const SYSCALL_PROGS: &[&str] = &[
-    "sys_exit_openat",
-    "sys_exit_openat2",
-    "sys_exit_open",
-    "sys_exit_creat",
-    "sys_exit_unlinkat",
-    "sys_exit_unlink",
-    "sys_exit_renameat2",
-    "sys_exit_renameat",
-    "sys_exit_rename",
-];
 
 pub fn load<'obj>(
     storage: &'obj mut MaybeUninit<OpenObject>,
@@ -109,6 +97,9 @@ pub fn load<'obj>(
     progs
         .handle_unlinkat_exit
         .set_autoload(wanted("sys_exit_unlinkat"));
+    let group_dead = exit_tracepoint_has_group_dead() && !cfg.force_exit_fallback;
+    progs.handle_exit.set_autoload(group_dead);
+    progs.handle_exit_legacy.set_autoload(!group_dead);
 
     let skel = open.load().map_err(|e| {
         Unmet(format!(
@@ -120,7 +111,7 @@ pub fn load<'obj>(
     let mut attached = Vec::new();
     {
         let p = &skel.progs;
-        let all: [(&'static str, &libbpf_rs::ProgramMut<'_>); 10] = [
+        let all: [(&'static str, &libbpf_rs::ProgramMut<'_>); 11] = [
             ("sys_exit_openat", &p.handle_openat_exit),
             ("sys_exit_openat2", &p.handle_openat2_exit),
             ("sys_exit_open", &p.handle_open_exit),
@@ -131,8 +122,11 @@ pub fn load<'obj>(
             ("sys_exit_renameat", &p.handle_renameat_exit),
             ("sys_exit_rename", &p.handle_rename_exit),
             ("sched_process_exit", &p.handle_exit),
+            (
+                "sched_process_exit (no group_dead: signal->live)",
+                &p.handle_exit_legacy,
+            ),
         ];
-        debug_assert_eq!(SYSCALL_PROGS.len() + 1, all.len());
         for (tp, prog) in all {
             if !prog.autoload() {
                 continue;

@@ -8,6 +8,7 @@ mod cli;
 mod events;
 mod lock_monitor;
 mod lockfile;
+mod metrics;
 mod netns;
 mod patterns;
 mod poller;
@@ -23,6 +24,7 @@ mod worker;
 use std::mem::MaybeUninit;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -30,7 +32,8 @@ use libbpf_rs::{MapCore, MapFlags, MapHandle};
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::unistd::Pid;
 
-use crate::cli::{Cli, Command, RunArgs};
+use crate::cli::{Cli, Command, LogFormat, RunArgs};
+use crate::metrics::Metrics;
 use crate::patterns::LockMatcher;
 use crate::sock_monitor::{SockBpfConfig, SockMonitor};
 use crate::sock_worker::SockWork;
@@ -51,6 +54,10 @@ fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprintln!("eghostbuster: a subcommand is required: run (see --help)");
+            return ExitCode::from(EXIT_USAGE);
+        }
         Err(e) => {
             let text = e.render().to_string();
             let line = text.lines().next().unwrap_or("bad usage");
@@ -58,13 +65,21 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_target(false)
-        .init();
-
-    let result = match cli.command {
-        Command::Run(args) => run(args),
+    let args = match cli.command {
+        Command::Run(args) => args,
+        other => {
+            return match cli::generate(&other, &mut std::io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("eghostbuster: {e}");
+                    ExitCode::from(EXIT_RUNTIME)
+                }
+            };
+        }
     };
+    init_logging(args.log_format);
+
+    let result = run(args);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -93,6 +108,43 @@ impl std::fmt::Display for Usage {
 }
 
 impl std::error::Error for Usage {}
+
+fn init_logging(format: LogFormat) {
+    let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    b.format_target(false);
+    if format == LogFormat::Json {
+        b.format(|buf, record| {
+            use std::io::Write;
+            writeln!(
+                buf,
+                "{{\"ts\":\"{}\",\"level\":\"{}\",\"msg\":{}}}",
+                buf.timestamp_millis(),
+                record.level().as_str().to_ascii_lowercase(),
+                json_string(&record.args().to_string())
+            )
+        });
+    }
+    b.init();
+}
+
+/// A JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
 
 fn libbpf_log(level: libbpf_rs::PrintLevel, msg: String) {
     let msg = msg.trim_end();
@@ -149,6 +201,13 @@ fn run(args: RunArgs) -> Result<()> {
         ports: args.ports.clone(),
         exclude: args.exclude_ports.clone(),
     };
+    let http = match args.metrics_listen {
+        Some(addr) => Some(
+            tiny_http::Server::http(addr)
+                .map_err(|e| Usage(format!("--metrics-listen {addr}: cannot listen: {e}")))?,
+        ),
+        None => None,
+    };
     sysenv::check_privileges()?;
     sysenv::check_btf()?;
     if !args.no_locks {
@@ -173,6 +232,7 @@ fn run(args: RunArgs) -> Result<()> {
                 suffixes: matcher.kernel_suffixes(),
                 max_owners: args.max_owners,
                 ring_buffer_size: args.ring_buffer_size,
+                force_exit_fallback: args.force_exit_fallback,
             },
         )?)
     };
@@ -214,14 +274,17 @@ fn run(args: RunArgs) -> Result<()> {
             m.attached.join(", ")
         ));
     }
+    let metrics = Arc::new(Metrics::default());
     let mut worker = Worker::new(
         WorkerConfig {
             dry_run: args.dry_run,
             matcher,
             max_locks: args.max_locks as usize,
+            metrics_textfile: args.metrics_textfile.clone(),
         },
         Owners(owners),
         BssCounters(bss),
+        metrics.clone(),
     )
     .context("reading this process's namespaces")?;
 
@@ -266,11 +329,12 @@ fn run(args: RunArgs) -> Result<()> {
 
     let (tx, rx) = crossbeam_channel::bounded::<Msg>(65536);
     let stop = AtomicBool::new(false);
-    let lock_stats = poller::PollerStats::default();
-    let sock_stats = poller::PollerStats::default();
     log::info!(
-        "ready: {}{}",
+        "ready: {}{}{}",
         ready.join("; "),
+        http.as_ref()
+            .map(|h| format!("; metrics on http://{}/metrics", h.server_addr()))
+            .unwrap_or_default(),
         if args.dry_run {
             "; dry run: nothing is removed or destroyed"
         } else {
@@ -282,14 +346,14 @@ fn run(args: RunArgs) -> Result<()> {
         let mut polls = Vec::new();
         if let Some(events) = &lock_events {
             let tx = tx.clone(); // dropped when polling ends
-            let (stop, stats) = (&stop, &lock_stats);
+            let (stop, dropped) = (&stop, &metrics.user_events_dropped);
             polls.push(s.spawn(move || {
                 let r = poller::run(
                     events,
                     |d| events::decode(d).map(Msg::Lock),
                     &tx,
                     stop,
-                    stats,
+                    dropped,
                 )
                 .context("lock events");
                 if r.is_err() {
@@ -300,14 +364,14 @@ fn run(args: RunArgs) -> Result<()> {
         }
         if let Some(events) = &sock_events {
             let tx = tx.clone();
-            let (stop, stats) = (&stop, &sock_stats);
+            let (stop, dropped) = (&stop, &metrics.user_events_dropped);
             polls.push(s.spawn(move || {
                 let r = poller::run(
                     events,
                     |d| sockets::decode_event(d).map(Msg::Sock),
                     &tx,
                     stop,
-                    stats,
+                    dropped,
                 )
                 .context("socket events");
                 if r.is_err() {
@@ -318,6 +382,9 @@ fn run(args: RunArgs) -> Result<()> {
         }
         drop(tx); // the worker stops once every poller has
         let work = s.spawn(move || worker.run(&rx));
+        if let Some(server) = &http {
+            s.spawn(|| metrics::serve(server, &metrics, &stop));
+        }
         let sig = signals.wait().context("waiting for signals")?;
         log::info!("{sig}: stopping");
         stop.store(true, Ordering::Relaxed);
@@ -331,14 +398,9 @@ fn run(args: RunArgs) -> Result<()> {
         work.join().expect("worker thread panicked");
         polled
     });
-    for (what, stats) in [("lock", &lock_stats), ("socket", &sock_stats)] {
-        let lost =
-            stats.queue_full.load(Ordering::Relaxed) + stats.undecodable.load(Ordering::Relaxed);
-        if lost > 0 {
-            log::warn!(
-                "{lost} {what} events could not be handled (worker queue full or undecodable)"
-            );
-        }
+    let lost = metrics.user_events_dropped.load(Ordering::Relaxed);
+    if lost > 0 {
+        log::warn!("{lost} events could not be handled (worker queue full or undecodable)");
     }
     outcome
 }

@@ -9,20 +9,15 @@ use anyhow::{Context, Result};
 use crossbeam_channel::{Sender, TrySendError};
 use libbpf_rs::{MapCore, RingBufferBuilder};
 
-/// Samples the poller could not use: undecodable, or the worker's queue full.
-#[derive(Debug, Default)]
-pub struct PollerStats {
-    pub undecodable: AtomicU64,
-    pub queue_full: AtomicU64,
-}
-
 /// Poll `map` until `stop` is set, sending `decode(sample)` to `tx`.
+/// Samples that cannot be used (undecodable, worker queue full) are
+/// counted in `dropped`.
 pub fn run<E, D>(
     map: &dyn MapCore,
     decode: D,
     tx: &Sender<E>,
     stop: &AtomicBool,
-    stats: &PollerStats,
+    dropped: &AtomicU64,
 ) -> Result<()>
 where
     D: Fn(&[u8]) -> Result<E, String>,
@@ -34,12 +29,12 @@ where
                 Ok(ev) => match tx.try_send(ev) {
                     Ok(()) => {}
                     Err(TrySendError::Full(_)) => {
-                        stats.queue_full.fetch_add(1, Ordering::Relaxed);
+                        dropped.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(TrySendError::Disconnected(_)) => return -1,
                 },
                 Err(e) => {
-                    stats.undecodable.fetch_add(1, Ordering::Relaxed);
+                    dropped.fetch_add(1, Ordering::Relaxed);
                     log::warn!("dropping an undecodable sample: {e}");
                 }
             }

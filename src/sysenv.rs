@@ -114,6 +114,23 @@ pub fn has_syscall_tracepoint(name: &str) -> bool {
         .any(|root| Path::new(root).join("events/syscalls").join(name).exists())
 }
 
+/// Does `sched_process_exit` pass `group_dead` (a late addition to the
+/// tracepoint)? Read from the kernel's BTF: the raw tracepoint's prototype
+/// `btf_trace_sched_process_exit` then has three parameters.
+pub fn exit_tracepoint_has_group_dead() -> bool {
+    use libbpf_rs::btf::{types, Btf};
+    let Ok(btf) = Btf::from_vmlinux() else {
+        return false;
+    };
+    let Some(td) = btf.type_by_name::<types::Typedef<'_>>("btf_trace_sched_process_exit") else {
+        return false;
+    };
+    td.next_type()
+        .and_then(|ptr| ptr.next_type())
+        .and_then(|proto| types::FuncProto::try_from(proto).ok())
+        .is_some_and(|fp| fp.len() >= 3)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

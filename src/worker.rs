@@ -6,7 +6,9 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{at, never, select, tick, Receiver};
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
@@ -15,6 +17,7 @@ use crate::events::{
     Created, Exit, LockEvent, LOCK_F_OWNER_UNTRACKED, LOCK_F_PATH_TRUNCATED, LOCK_F_UNREACHABLE,
 };
 use crate::lockfile::{self, LockDir};
+use crate::metrics::{KeptReason, Metrics};
 use crate::patterns::{LockMatcher, Match};
 use crate::procfs::{self, FileId};
 use crate::sock_worker::SockWork;
@@ -32,6 +35,8 @@ pub struct WorkerConfig {
     pub dry_run: bool,
     pub matcher: LockMatcher,
     pub max_locks: usize,
+    /// Rewritten every few seconds and on the way out.
+    pub metrics_textfile: Option<PathBuf>,
 }
 
 /// Registers a process whose exit the kernel must report.
@@ -109,14 +114,6 @@ struct Candidate {
     reason: String,
 }
 
-#[derive(Debug, Default, Clone)]
-pub struct Stats {
-    pub tracked: u64,
-    pub removed: u64,
-    pub kept: u64,
-    pub failed: u64,
-}
-
 pub struct Worker<W: OwnerWatch, K: KernelCounters> {
     cfg: WorkerConfig,
     watch: W,
@@ -133,14 +130,21 @@ pub struct Worker<W: OwnerWatch, K: KernelCounters> {
     table_full_logged: bool,
     /// CLOSE_WAIT sockets, when the socket monitor runs.
     sockets: Option<SockWork>,
-    pub stats: Stats,
+    metrics: Arc<Metrics>,
+    textfile_due: Instant,
 }
 
 const TICK: Duration = Duration::from_secs(1);
+const TEXTFILE_EVERY: Duration = Duration::from_secs(5);
 const MAX_ROUNDS: usize = 5;
 
 impl<W: OwnerWatch, K: KernelCounters> Worker<W, K> {
-    pub fn new(cfg: WorkerConfig, watch: W, counters: K) -> std::io::Result<Self> {
+    pub fn new(
+        cfg: WorkerConfig,
+        watch: W,
+        counters: K,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Self> {
         Ok(Self {
             cfg,
             watch,
@@ -155,7 +159,8 @@ impl<W: OwnerWatch, K: KernelCounters> Worker<W, K> {
             last_counters: (0, 0),
             table_full_logged: false,
             sockets: None,
-            stats: Stats::default(),
+            metrics,
+            textfile_due: Instant::now(),
         })
     }
 
@@ -197,11 +202,30 @@ impl<W: OwnerWatch, K: KernelCounters> Worker<W, K> {
                     }
                 }
             }
+            self.metrics
+                .locks_tracked
+                .store(self.locks.len() as u64, Relaxed);
+            if Instant::now() >= self.textfile_due {
+                self.write_textfile();
+                self.textfile_due = Instant::now() + TEXTFILE_EVERY;
+            }
         }
-        log::debug!("worker: {:?}", self.stats);
         if let Some(s) = &self.sockets {
             log::debug!("worker, sockets: {:?}", s.stats);
         }
+        self.write_textfile();
+    }
+
+    fn write_textfile(&self) {
+        if let Some(path) = &self.cfg.metrics_textfile {
+            if let Err(e) = self.metrics.write_textfile(path) {
+                log::warn!("writing metrics to {}: {e}", path.display());
+            }
+        }
+    }
+
+    fn kept(&self, why: KeptReason) {
+        self.metrics.kept(why);
     }
 
     fn handle(&mut self, batch: Vec<Msg>) {
@@ -247,7 +271,9 @@ impl<W: OwnerWatch, K: KernelCounters> Worker<W, K> {
                 );
                 self.table_full_logged = true;
             }
-            self.stats.failed += 1;
+            self.metrics
+                .lock_removal_failures_total
+                .fetch_add(1, Relaxed);
             return;
         }
         if c.flags & LOCK_F_OWNER_UNTRACKED != 0 {
@@ -274,7 +300,7 @@ impl<W: OwnerWatch, K: KernelCounters> Worker<W, K> {
         self.untrack(&c.file); // an inode number reused after an unlink
         self.by_owner.entry(c.tgid).or_default().insert(c.file);
         self.locks.insert(c.file, lock);
-        self.stats.tracked += 1;
+        self.metrics.locks_tracked_total.fetch_add(1, Relaxed);
     }
 
     /// The owner removed or renamed something: stop tracking whichever of
@@ -346,6 +372,8 @@ impl<W: OwnerWatch, K: KernelCounters> Worker<W, K> {
                 );
             }
             self.last_counters = (drops, full);
+            self.metrics.kernel_events_dropped.store(drops, Relaxed);
+            self.metrics.kernel_owners_full.store(full, Relaxed);
         }
         // Owners that died without an exit event (lost sample, full map):
         // seen dead on two ticks in a row, so that an exit still on its
@@ -439,6 +467,7 @@ impl<W: OwnerWatch, K: KernelCounters> Worker<W, K> {
                     "kept {}: its owner kept changing while it was checked",
                     lock.path.display()
                 );
+                self.kept(KeptReason::Other);
             }
             self.untrack(&w.id);
         }
@@ -533,7 +562,7 @@ impl<W: OwnerWatch, K: KernelCounters> Worker<W, K> {
             match c.dir.unlink(&hidden) {
                 Ok(()) => {
                     log::info!("removed {}: {}", c.lock.path.display(), c.reason);
-                    self.stats.removed += 1;
+                    self.metrics.locks_removed_total.fetch_add(1, Relaxed);
                     self.untrack(&c.lock.file);
                 }
                 Err(e) => {
@@ -554,48 +583,54 @@ impl<W: OwnerWatch, K: KernelCounters> Worker<W, K> {
             s.untrack(&id);
             None
         };
-        if lock.mnt_ns != self.own_mnt_ns {
-            log::info!(
-                "kept {path}: created in another mount namespace (pid {} {}), which is not handled",
-                lock.owner.pid,
-                lock.owner.comm
-            );
-            self.stats.kept += 1;
-            return done(self);
-        }
+        // A lock made in another mount namespace (a container, or a
+        // sandboxed service) is judged only if its path names the very same
+        // inode here too; check 1 (device + inode) decides. Otherwise the
+        // name here is some other file, and is kept.
+        let foreign = lock.mnt_ns != self.own_mnt_ns;
+        let released = |s: &mut Self, what: &str| {
+            if foreign {
+                log::info!(
+                    "kept {path}: created in another mount namespace by pid {} ({}); {what} here",
+                    lock.owner.pid,
+                    lock.owner.comm
+                );
+                s.kept(KeptReason::OtherNamespace);
+            } else {
+                log::debug!("{path} was released ({what})");
+            }
+            s.untrack(&id);
+            None
+        };
         let dir = match lockfile::open_parent(&lock.path) {
             Ok(d) => d,
-            Err(e) if lockfile::is_gone(&e) => return done(self),
+            Err(e) if lockfile::is_gone(&e) => return released(self, "its directory is gone"),
             Err(e) if lockfile::is_symlink_refusal(&e) => {
                 log::info!("kept {path}: a directory on its path is a symlink");
-                self.stats.kept += 1;
+                self.kept(KeptReason::Symlink);
                 return done(self);
             }
             Err(e) => {
                 log::warn!("kept {path}: cannot open its directory: {e}");
-                self.stats.kept += 1;
+                self.kept(KeptReason::Other);
                 return done(self);
             }
         };
         let st = match dir.stat(dir.name()) {
             Ok(st) => st,
-            Err(e) if lockfile::is_gone(&e) => {
-                log::debug!("{path} was released");
-                return done(self);
-            }
+            Err(e) if lockfile::is_gone(&e) => return released(self, "the name is gone"),
             Err(e) => {
                 log::warn!("kept {path}: cannot stat it: {e}");
-                self.stats.kept += 1;
+                self.kept(KeptReason::Other);
                 return done(self);
             }
         };
         if st.id != lock.file {
-            log::debug!("{path} was released (the name now belongs to another file)");
-            return done(self);
+            return released(self, "the name belongs to another file");
         }
         if !st.regular {
             log::info!("kept {path}: no longer a regular file");
-            self.stats.kept += 1;
+            self.kept(KeptReason::Other);
             return done(self);
         }
         let pid = dir
@@ -609,7 +644,7 @@ impl<W: OwnerWatch, K: KernelCounters> Worker<W, K> {
                     "kept {path}: owner pid {pid} ({}) exited unseen (exit status unknown; events lost?)",
                     lock.owner.comm
                 );
-                self.stats.kept += 1;
+                self.kept(KeptReason::ExitUnseen);
                 return done(self);
             }
             (Cause::Gone { pid: p }, Some(why)) => {
@@ -641,12 +676,13 @@ impl<W: OwnerWatch, K: KernelCounters> Worker<W, K> {
                     OnExit::Left => {
                         let who = if *ppid <= 1 { "init" } else { "a subreaper" };
                         log::info!("left {path}: {owner}; its parent pid {ppid} is {who}");
-                        self.stats.kept += 1;
+                        self.kept(KeptReason::LeftOnExit);
                         return done(self);
                     }
                     OnExit::HandToParent(pp) => {
                         let comm = procfs::comm(pp);
                         log::info!("handed {path} to parent pid {pp} ({comm}): {owner}");
+                        self.metrics.locks_handed_total.fetch_add(1, Relaxed);
                         let start = *parent_start_ticks;
                         self.set_owner(
                             id,
@@ -665,12 +701,12 @@ impl<W: OwnerWatch, K: KernelCounters> Worker<W, K> {
         match lock.class {
             Match::Denied => {
                 log::info!("kept {path}: on the deny list; {reason}");
-                self.stats.kept += 1;
+                self.kept(KeptReason::DenyList);
                 return done(self);
             }
             Match::Excluded => {
                 log::info!("kept {path}: excluded by --exclude; {reason}");
-                self.stats.kept += 1;
+                self.kept(KeptReason::Excluded);
                 return done(self);
             }
             _ => {}
@@ -702,7 +738,13 @@ impl<W: OwnerWatch, K: KernelCounters> Worker<W, K> {
     /// one exits, the checks run again.
     fn keep(&mut self, c: &Candidate, keep: Keep, next: &mut Vec<Work>) {
         let path = c.lock.path.display();
-        self.stats.kept += 1;
+        self.kept(match keep {
+            Keep::OpenBy(_) => KeptReason::Open,
+            Keep::LockedBy(_) => KeptReason::Locked,
+            Keep::PidAlive(_) => KeptReason::PidAlive,
+            Keep::PidUninterpretable => KeptReason::PidForeign,
+            Keep::Replaced => KeptReason::Other,
+        });
         let Some(pid) = keep.new_owner() else {
             log::info!("kept {path}: {keep}; {}", c.reason);
             self.untrack(&c.lock.file);
@@ -742,7 +784,9 @@ impl<W: OwnerWatch, K: KernelCounters> Worker<W, K> {
                 c.lock.path.display(),
                 hidden
             );
-            self.stats.failed += 1;
+            self.metrics
+                .lock_removal_failures_total
+                .fetch_add(1, Relaxed);
         }
     }
 
@@ -752,7 +796,9 @@ impl<W: OwnerWatch, K: KernelCounters> Worker<W, K> {
             c.lock.path.display(),
             c.reason
         );
-        self.stats.failed += 1;
+        self.metrics
+            .lock_removal_failures_total
+            .fetch_add(1, Relaxed);
         self.untrack(&c.lock.file);
     }
 }

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Build the .deb from the static release binary: one command,
+#   ./scripts/build-deb.sh            -> target/debian/eghostbuster_<version>_amd64.deb
+# Uses dpkg-deb directly (the packaging is a handful of files; no debhelper).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -d "$HOME/.cargo/bin" ] && PATH="$HOME/.cargo/bin:$PATH"
+
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+arch=amd64
+cargo build --release --locked
+bin=target/x86_64-unknown-linux-gnu/release/eghostbuster
+
+out=target/debian
+root=$out/root
+rm -rf "$root"
+mkdir -p "$root/DEBIAN" "$out"
+
+install -D -m 0755 "$bin" "$root/usr/sbin/eghostbuster"
+install -D -m 0755 packaging/runit/run "$root/etc/sv/eghostbuster/run"
+install -D -m 0755 packaging/runit/log/run "$root/etc/sv/eghostbuster/log/run"
+# runit's state lives in /run, not under /etc
+ln -s /run/runit/supervise/eghostbuster "$root/etc/sv/eghostbuster/supervise"
+ln -s /run/runit/supervise/eghostbuster.log "$root/etc/sv/eghostbuster/log/supervise"
+install -D -m 0644 packaging/systemd/eghostbuster.service "$root/lib/systemd/system/eghostbuster.service"
+install -D -m 0644 packaging/default/eghostbuster "$root/etc/default/eghostbuster"
+install -D -m 0644 packaging/cron/eghostbuster "$root/etc/cron.d/eghostbuster"
+
+mkdir -p "$root/usr/share/man/man8" \
+         "$root/usr/share/bash-completion/completions" \
+         "$root/usr/share/zsh/vendor-completions" \
+         "$root/usr/share/fish/vendor_completions.d" \
+         "$root/usr/share/doc/eghostbuster" \
+         "$root/usr/share/lintian/overrides"
+"$bin" manpage | gzip -9n > "$root/usr/share/man/man8/eghostbuster.8.gz"
+"$bin" completions bash > "$root/usr/share/bash-completion/completions/eghostbuster"
+"$bin" completions zsh > "$root/usr/share/zsh/vendor-completions/_eghostbuster"
+"$bin" completions fish > "$root/usr/share/fish/vendor_completions.d/eghostbuster.fish"
+chmod 0644 "$root"/usr/share/*/completions/* "$root"/usr/share/zsh/vendor-completions/* \
+           "$root"/usr/share/fish/vendor_completions.d/*
+
+cat > "$root/usr/share/doc/eghostbuster/copyright" <<COPYRIGHT
+Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: eghostbuster
+
+Files: *
+Copyright: 2026 The eghostbuster developers
+License: GPL-2
+ On Debian systems, the full text of the GNU General Public License version 2
+ can be found in the file \`/usr/share/common-licenses/GPL-2'.
+COPYRIGHT
+printf 'eghostbuster (%s) unstable; urgency=medium\n\n  * Package of the static release build.\n\n -- eghostbuster developers <eghostbuster@localhost>  %s\n' \
+    "$version" "$(date -R -d @"${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}")" \
+    | gzip -9n > "$root/usr/share/doc/eghostbuster/changelog.Debian.gz"
+cat > "$root/usr/share/lintian/overrides/eghostbuster" <<'OVERRIDES'
+# One static binary on purpose: it must run on hosts without its libraries.
+eghostbuster: statically-linked-binary [usr/sbin/eghostbuster]
+OVERRIDES
+
+for f in postinst prerm postrm; do
+    install -m 0755 "packaging/debian/$f" "$root/DEBIAN/$f"
+done
+cat > "$root/DEBIAN/conffiles" <<'CONFFILES'
+/etc/default/eghostbuster
+/etc/cron.d/eghostbuster
+/etc/sv/eghostbuster/run
+/etc/sv/eghostbuster/log/run
+CONFFILES
+size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
+cat > "$root/DEBIAN/control" <<CONTROL
+Package: eghostbuster
+Version: $version
+Architecture: $arch
+Maintainer: eghostbuster developers <eghostbuster@localhost>
+Installed-Size: $size
+Section: admin
+Priority: optional
+Suggests: runit
+Homepage: https://eghostbuster.invalid/
+Description: removes stale lock files and CLOSE_WAIT sockets of dead processes
+ eghostbuster is a host agent built on eBPF. It watches lock files taken
+ exclusively (*.lock, *.lck) and the exit of the processes that own them,
+ and removes a lock within milliseconds of its owner's death, after checking
+ that no live process still has it open, locked, or named in it.
+ .
+ Ships a runit service and a systemd unit, neither enabled on install.
+CONTROL
+(cd "$root" && find . -type f ! -path './DEBIAN/*' -printf '%P\0' | sort -z | xargs -0 md5sum) > "$root/DEBIAN/md5sums"
+
+deb="$out/eghostbuster_${version}_${arch}.deb"
+dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null
+echo "$deb"

@@ -1,0 +1,280 @@
+//! Shared by the privileged end-to-end tests: start the real agent scoped
+//! to a test's own directory, drive real processes, clean up by PID.
+
+#![allow(dead_code)]
+
+use std::ffi::CString;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_eghostbuster");
+
+/// Root with BPF, or skip; a skip is a failure under EGHOSTBUSTER_REQUIRE_BPF=1.
+pub fn privileged() -> bool {
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        if std::env::var("EGHOSTBUSTER_REQUIRE_BPF").as_deref() == Ok("1") {
+            panic!("EGHOSTBUSTER_REQUIRE_BPF=1 but not running as root");
+        }
+        eprintln!("skipped: needs root");
+    }
+    root
+}
+
+/// Poll `cond` until it holds or `within` passes.
+pub fn wait_for(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A running agent. Stopped with SIGTERM (then SIGKILL) by PID on drop;
+/// its log is printed when the test failed.
+pub struct Agent {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Agent {
+    /// `eghostbuster run ARGS...`, waiting for its `ready` line.
+    pub fn start(args: &[&str]) -> Agent {
+        // lock tests: an agent scoped to a directory must not also act on
+        // the host's CLOSE_WAIT sockets (the socket monitor is on by default)
+        let mut child = Command::new(BIN)
+            .arg("run")
+            .arg("--no-sockets")
+            .args(args)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting the agent");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut agent = Agent { child, log };
+        let ready = wait_for(Duration::from_secs(30), || {
+            agent.log_has("ready: ") || agent.exited()
+        });
+        assert!(
+            ready && agent.log_has("ready: "),
+            "agent did not become ready:\n{}",
+            agent.log_text()
+        );
+        agent
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    pub fn log_has(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+
+    /// Wait for a log line containing every one of `parts`.
+    pub fn wait_log(&self, parts: &[&str]) -> bool {
+        wait_for(PATIENCE, || {
+            self.log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| parts.iter().all(|p| l.contains(p)))
+        })
+    }
+
+    /// SIGTERM and wait; returns the exit status code.
+    pub fn stop(&mut self) -> Option<i32> {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.stop();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- agent log ---\n{}\n---", self.log_text());
+        }
+    }
+}
+
+/// Processes a test started; SIGKILLed and reaped on drop.
+#[derive(Default)]
+pub struct Procs(pub Vec<i32>);
+
+impl Procs {
+    /// Fork a child that runs `f` and then exits 0. The child first closes
+    /// every descriptor it inherited (other tests' files among them), so it
+    /// holds nothing it did not open itself.
+    pub fn fork(&mut self, f: impl FnOnce()) -> i32 {
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            unsafe { libc::_exit(if r.is_ok() { 0 } else { 101 }) };
+        }
+        self.0.push(pid);
+        pid
+    }
+
+    /// A shell command, e.g. `set -C; : > x.lock; kill -9 $$`.
+    pub fn sh(&mut self, script: &str, dir: &Path) -> i32 {
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("sh");
+        let pid = child.id() as i32;
+        std::mem::forget(child); // reaped by pid in drop
+        self.0.push(pid);
+        pid
+    }
+
+    pub fn kill(&self, pid: i32, sig: i32) {
+        assert!(self.0.contains(&pid), "not ours: {pid}");
+        unsafe { libc::kill(pid, sig) };
+    }
+
+    /// Wait for a child of ours to end; its wait status.
+    pub fn reap(&mut self, pid: i32) -> i32 {
+        let mut st = 0;
+        unsafe { libc::waitpid(pid, &mut st, 0) };
+        self.0.retain(|&p| p != pid);
+        st
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for &p in &self.0 {
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+        for &p in &self.0 {
+            let mut st = 0;
+            unsafe { libc::waitpid(p, &mut st, 0) };
+        }
+    }
+}
+
+pub fn cstr(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_encoded_bytes()).unwrap()
+}
+
+/// In a child: create `path` with O_CREAT|O_EXCL (or without O_EXCL), write
+/// `content`, leave the descriptor open, return it.
+pub fn create(path: &CString, excl: bool, content: &[u8]) -> i32 {
+    let flags = libc::O_CREAT | libc::O_WRONLY | if excl { libc::O_EXCL } else { 0 };
+    let fd = unsafe { libc::open(path.as_ptr(), flags, 0o644) };
+    assert!(fd >= 0, "create failed");
+    unsafe { libc::write(fd, content.as_ptr().cast(), content.len()) };
+    fd
+}
+
+/// In a child: wait until killed.
+pub fn park() -> ! {
+    loop {
+        unsafe { libc::pause() };
+    }
+}
+
+/// A fresh directory for one test, removed on drop.
+pub fn test_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("egb-{name}-"))
+        .tempdir_in("/tmp")
+        .unwrap()
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.symlink_metadata().is_ok()
+}
+
+pub fn path_arg(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+pub fn join(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
+/// A minimal check of the exposition format: every sample line is
+/// `name{labels} value` with a HELP and TYPE before its family.
+pub fn validate(text: &str) -> Result<usize, String> {
+    let mut typed = std::collections::HashSet::new();
+    let mut samples = 0;
+    for (n, line) in text.lines().enumerate() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut f = rest.split(' ');
+            let name = f.next().ok_or(format!("line {n}: TYPE without name"))?;
+            match f.next() {
+                Some("counter" | "gauge" | "untyped" | "histogram" | "summary") => {}
+                other => return Err(format!("line {n}: bad type {other:?}")),
+            }
+            typed.insert(name.to_string());
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').ok_or(format!("line {n}: no value"))?;
+        value
+            .parse::<f64>()
+            .map_err(|_| format!("line {n}: bad value {value:?}"))?;
+        let name = series.split('{').next().unwrap_or("");
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        {
+            return Err(format!("line {n}: bad metric name {name:?}"));
+        }
+        if series.contains('{') && !series.ends_with('}') {
+            return Err(format!("line {n}: unterminated labels"));
+        }
+        if !typed.contains(name) {
+            return Err(format!("line {n}: {name} has no TYPE line"));
+        }
+        samples += 1;
+    }
+    Ok(samples)
+}

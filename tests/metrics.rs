@@ -1,0 +1,163 @@
+//! Metrics and log formats, end to end: the HTTP endpoint and the textfile
+//! show what the agent did; JSON logs are one object per line.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use common::*;
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connecting to the metrics endpoint");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn killed_lock(procs: &mut Procs, dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let lock = dir.join(name);
+    let c = cstr(&lock);
+    let pid = procs.fork(move || {
+        create(&c, true, b"");
+        park();
+    });
+    assert!(wait_for(PATIENCE, || exists(&lock)));
+    procs.kill(pid, libc::SIGKILL);
+    lock
+}
+
+#[test]
+fn endpoint_serves_counters_after_a_removal() {
+    if !privileged() {
+        return;
+    }
+    let dir = test_dir("metrics-http");
+    let agent = Agent::start(&[
+        "--path",
+        &path_arg(dir.path()),
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    let log = agent.log_text();
+    let addr = log
+        .split("metrics on http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .expect("the ready line names the metrics address")
+        .to_string();
+    let before = http_get(&addr, "/metrics");
+    assert!(
+        before.starts_with("HTTP/1.") && before.contains(" 200 "),
+        "{before}"
+    );
+    assert!(
+        before.contains("eghostbuster_locks_removed_total 0"),
+        "{before}"
+    );
+    let mut procs = Procs::default();
+    let lock = killed_lock(&mut procs, dir.path(), "m.lock");
+    assert!(
+        wait_for(PATIENCE, || !exists(&lock)),
+        "{}",
+        agent.log_text()
+    );
+    // the counter moves right after the unlink
+    let mut body = String::new();
+    let counted = wait_for(PATIENCE, || {
+        let after = http_get(&addr, "/metrics");
+        body = after.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+        body.contains("eghostbuster_locks_removed_total 1")
+    });
+    assert!(counted, "{body}");
+    assert!(
+        body.contains("eghostbuster_locks_tracked_total 1"),
+        "{body}"
+    );
+    assert!(
+        validate(&body).is_ok_and(|n| n > 10),
+        "{:?}",
+        validate(&body)
+    );
+    assert!(http_get(&addr, "/other").contains(" 404 "));
+}
+
+#[test]
+fn textfile_is_valid_prometheus_text() {
+    if !privileged() {
+        return;
+    }
+    let dir = test_dir("metrics-file");
+    let prom_dir = test_dir("metrics-prom");
+    let prom = prom_dir.path().join("eghostbuster.prom");
+    let mut agent = Agent::start(&[
+        "--path",
+        &path_arg(dir.path()),
+        "--metrics-textfile",
+        &path_arg(&prom),
+    ]);
+    let mut procs = Procs::default();
+    let lock = killed_lock(&mut procs, dir.path(), "t.lock");
+    assert!(
+        wait_for(PATIENCE, || !exists(&lock)),
+        "{}",
+        agent.log_text()
+    );
+    assert_eq!(agent.stop(), Some(0));
+    // written on the way out at the latest
+    let text = std::fs::read_to_string(&prom).expect("the textfile");
+    assert!(validate(&text).is_ok(), "{:?}\n{text}", validate(&text));
+    assert!(
+        text.contains("eghostbuster_locks_removed_total 1"),
+        "{text}"
+    );
+    // nothing but the file itself is left in its directory
+    assert_eq!(std::fs::read_dir(prom_dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn json_log_lines_are_objects() {
+    if !privileged() {
+        return;
+    }
+    let dir = test_dir("jsonlog");
+    let agent = Agent::start(&["--path", &path_arg(dir.path()), "--log-format", "json"]);
+    let mut procs = Procs::default();
+    let lock = killed_lock(&mut procs, dir.path(), "j \"quoted\".lock");
+    assert!(
+        agent.wait_log(&["removed", "quoted"]),
+        "{}",
+        agent.log_text()
+    );
+    for line in agent.log_text().lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v["msg"].is_string() && v["level"].is_string() && v["ts"].is_string(),
+            "{line}"
+        );
+    }
+    let removed = agent
+        .log_text()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .any(|v| {
+            v["msg"]
+                .as_str()
+                .is_some_and(|m| m.contains(&format!("removed {}", lock.display())))
+        });
+    assert!(removed);
+}
+
+#[test]
+fn validator_rejects_garbage() {
+    assert!(validate("foo 1\n").is_err()); // no TYPE
+    assert!(validate("# TYPE foo counter\nfoo one\n").is_err());
+    assert!(validate("# TYPE foo counter\nfo-o 1\n").is_err());
+    assert!(validate("# TYPE foo blah\n").is_err());
+    assert_eq!(
+        validate("# TYPE foo counter\nfoo{a=\"b\"} 1\nfoo 2\n"),
+        Ok(2)
+    );
+}
