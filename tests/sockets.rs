@@ -240,6 +240,33 @@ fn idle_close_wait_ipv6_is_destroyed_by_netlink() {
     destroyed_idle_socket("[::1]", &["--socket-destroy", "netlink"], "netlink");
 }
 
+/// A dual-stack listener: an IPv4 client on an IPv6 socket (v4-mapped),
+/// which SOCK_DESTROY must look up in the IPv4 table.
+#[test]
+fn idle_close_wait_v4_mapped_is_destroyed_by_netlink() {
+    if !privileged() {
+        return;
+    }
+    let port = free_port("[::]");
+    let p = port.to_string();
+    let agent = Agent::start(&[
+        "--no-locks",
+        "--close-wait-timeout",
+        TIMEOUT,
+        "--port",
+        &p,
+        "--socket-destroy",
+        "netlink",
+    ]);
+    let l = TcpListener::bind(("::", port)).unwrap();
+    let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (s, peer) = l.accept().unwrap();
+    drop(c);
+    assert!(wait_state(&s, TCP_CLOSE_WAIT, Duration::from_secs(5)));
+    assert_destroyed(&s, &agent);
+    agent.wait_log_line(&[&peer.to_string(), "method netlink"], PATIENCE);
+}
+
 #[test]
 fn half_closed_server_that_keeps_sending_is_kept() {
     if !privileged() {
