@@ -86,6 +86,11 @@ pub struct RunArgs {
     /// sock_diag SOCK_DESTROY (netlink), or auto (kfunc when the kernel has it)
     #[arg(long, value_name = "METHOD", value_enum, default_value_t = DestroyChoice::Auto)]
     pub socket_destroy: DestroyChoice,
+
+    /// Age sockets as on hosts whose kernel tick rate (CONFIG_HZ) is
+    /// unknown: sends seen by the reaper's visits (to test that path)
+    #[arg(long, hide = true)]
+    pub force_idle_fallback: bool,
 }
 
 /// `--path` must be absolute; `.`/`..` are refused rather than guessed at.

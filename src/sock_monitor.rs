@@ -33,6 +33,8 @@ pub struct SockBpfConfig {
     pub filter: PortFilter,
     pub destroy: DestroyChoice,
     pub dry_run: bool,
+    /// Ignore CONFIG_HZ: age by the sends the reaper's visits see.
+    pub force_idle_fallback: bool,
 }
 
 pub struct SockMonitor<'obj> {
@@ -87,6 +89,9 @@ pub fn load<'obj>(
     ro.ports[..cfg.filter.ports.len()].copy_from_slice(&cfg.filter.ports);
     ro.n_exclude = cfg.filter.exclude.len() as u32;
     ro.exclude_ports[..cfg.filter.exclude.len()].copy_from_slice(&cfg.filter.exclude);
+    ro.ignore_hz = cfg.force_idle_fallback;
+    let hz = open.maps.kconfig_data.as_deref().map_or(0, |k| k.CONFIG_HZ);
+    log::debug!("socket monitor: CONFIG_HZ {hz} (0: unknown; idle time from reaper visits)");
 
     // Destroying in the kernel needs the kfunc; every other case reports
     // only (dry run, netlink), and a program that calls a missing kfunc
