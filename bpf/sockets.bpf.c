@@ -24,6 +24,8 @@ const volatile __u32 n_ports = 0;	/* 0: every port */
 const volatile __u16 ports[SOCK_MAX_PORTS] = {};
 const volatile __u32 n_exclude = 0;
 const volatile __u16 exclude_ports[SOCK_MAX_PORTS] = {};
+/* Age as if CONFIG_HZ were unknown (tests the fallback on any host). */
+const volatile bool ignore_hz = false;
 
 /*
  * Linux 6.5+. Weak so that the object still loads on older kernels, where
@@ -44,8 +46,9 @@ enum sock_reap_kind _sock_reap_kind = 0;
 
 struct stamp {
 	__u64 entered_ns;	/* CLOCK_BOOTTIME: entry into CLOSE_WAIT */
+	__u64 sent_ns;		/* without HZ: when a reaper visit saw new sends */
+	__u32 lsndtime;		/* without HZ: tcp_sock->lsndtime at that time */
 	__u32 first_sight;	/* stamped by the reaper, not at entry */
-	__u32 _pad;
 };
 
 /* One stamp per socket in CLOSE_WAIT; freed with the socket. */
@@ -136,6 +139,8 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 			return 0;
 		}
 		st->entered_ns = now;
+		st->sent_ns = 0;
+		st->lsndtime = BPF_CORE_READ((struct tcp_sock *)sk, lsndtime);
 		st->first_sight = 0;
 		count(&counters.entered);
 		kind = SOCK_EV_ENTER;
@@ -169,7 +174,10 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
  * to restart the congestion window after idle), so a half-closed connection
  * that is still writing its response keeps being young, with no hook on the
  * send path (fentry/kprobe are not available to us). It is in jiffies;
- * CONFIG_HZ turns it into ns. Without a known HZ we age from entry alone.
+ * CONFIG_HZ (from the kernel config libbpf finds) turns it into ns. Without
+ * a known HZ, a change of lsndtime since the last look counts as a send at
+ * the time of the visit: coarser (a socket only ever looks younger), never
+ * wrong.
  *
  * Sockets already in CLOSE_WAIT when the agent started carry no stamp: they
  * are aged from the reaper's first visit. Not from tcp_sock->rcv_tstamp
@@ -209,10 +217,18 @@ static __always_inline int reap(struct bpf_iter__tcp *ctx, bool destroy)
 	}
 	if (!st->entered_ns) {
 		st->entered_ns = now;
+		st->lsndtime = tp->lsndtime;
 		st->first_sight = 1;
 	}
 	__u64 idle = now - st->entered_ns;
-	if (CONFIG_HZ) {
+	if (!CONFIG_HZ || ignore_hz) {
+		if (tp->lsndtime != st->lsndtime) {
+			st->lsndtime = tp->lsndtime;
+			st->sent_ns = now;
+		}
+		if (st->sent_ns && now - st->sent_ns < idle)
+			idle = now - st->sent_ns;
+	} else {
 		/* u32 arithmetic: lsndtime is tcp_jiffies32, wraps like it */
 		__u32 since_send = (__u32)bpf_jiffies64() - tp->lsndtime;
 		__u64 sent_ago = (__u64)since_send * (1000000000ULL / CONFIG_HZ);

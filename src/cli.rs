@@ -183,6 +183,11 @@ pub struct RunArgs {
     /// group_dead argument do (to test that path on any kernel)
     #[arg(long, hide = true)]
     pub force_exit_fallback: bool,
+
+    /// Age sockets as on hosts whose kernel tick rate (CONFIG_HZ) is
+    /// unknown: sends seen by the reaper's visits (to test that path)
+    #[arg(long, hide = true)]
+    pub force_idle_fallback: bool,
 }
 
 /// `--path` must be absolute; `.`/`..` are refused rather than guessed at.

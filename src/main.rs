@@ -247,6 +247,7 @@ fn run(args: RunArgs) -> Result<()> {
                 filter: filter.clone(),
                 destroy: args.socket_destroy,
                 dry_run: args.dry_run,
+                force_idle_fallback: args.force_idle_fallback,
             },
         )?)
     };

@@ -33,6 +33,8 @@ pub struct SockBpfConfig {
     pub filter: PortFilter,
     pub destroy: DestroyChoice,
     pub dry_run: bool,
+    /// Ignore CONFIG_HZ: age by the sends the reaper's visits see.
+    pub force_idle_fallback: bool,
 }
 
 pub struct SockMonitor<'obj> {
@@ -87,6 +89,7 @@ pub fn load<'obj>(
     ro.ports[..cfg.filter.ports.len()].copy_from_slice(&cfg.filter.ports);
     ro.n_exclude = cfg.filter.exclude.len() as u32;
     ro.exclude_ports[..cfg.filter.exclude.len()].copy_from_slice(&cfg.filter.exclude);
+    ro.ignore_hz = cfg.force_idle_fallback;
 
     // Destroying in the kernel needs the kfunc; every other case reports
     // only (dry run, netlink), and a program that calls a missing kfunc
@@ -101,6 +104,13 @@ pub fn load<'obj>(
         ))
     })?;
 
+    // libbpf fills .kconfig at load, from the kernel config it finds
+    let hz = skel.maps.kconfig_data.map_or(0, |k| k.CONFIG_HZ);
+    if hz == 0 || cfg.force_idle_fallback {
+        log::info!("socket monitor: kernel tick rate unknown (no kernel config found) or ignored; sends are noticed when the reaper looks, so an active socket may live up to one timeout longer");
+    } else {
+        log::debug!("socket monitor: CONFIG_HZ={hz}");
+    }
     let tp = skel.progs.handle_set_state.attach().map_err(|e| {
         Unmet(format!(
             "attaching the socket program to inet_sock_set_state failed: {e}"

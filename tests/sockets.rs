@@ -269,12 +269,24 @@ fn idle_close_wait_v4_mapped_is_destroyed_by_netlink() {
 
 #[test]
 fn half_closed_server_that_keeps_sending_is_kept() {
+    half_closed_sender(&[]);
+}
+
+/// As on a host whose CONFIG_HZ libbpf cannot find.
+#[test]
+fn half_closed_server_that_keeps_sending_is_kept_without_hz() {
+    half_closed_sender(&["--force-idle-fallback"]);
+}
+
+fn half_closed_sender(extra: &[&str]) {
     if !privileged() {
         return;
     }
     let port = free_port("127.0.0.1");
     let p = port.to_string();
-    let agent = Agent::start(&["--no-locks", "--close-wait-timeout", TIMEOUT, "--port", &p]);
+    let mut args = vec!["--no-locks", "--close-wait-timeout", TIMEOUT, "--port", &p];
+    args.extend_from_slice(extra);
+    let agent = Agent::start(&args);
     let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let (mut s, _) = l.accept().unwrap();
