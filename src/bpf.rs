@@ -14,3 +14,12 @@ unsafe impl plain::Plain for locks::types::lock_key {}
 unsafe impl plain::Plain for locks::types::lock_record {}
 unsafe impl plain::Plain for locks::types::lock_counters {}
 unsafe impl plain::Plain for locks::types::bss {}
+
+pub mod sockets {
+    include!(concat!(env!("OUT_DIR"), "/sockets.skel.rs"));
+}
+
+// SAFETY: generated from the C records in bpf/sockets.h, as above.
+unsafe impl plain::Plain for sockets::types::sock_event {}
+unsafe impl plain::Plain for sockets::types::sock_reap {}
+unsafe impl plain::Plain for sockets::types::sock_counters {}

@@ -1,5 +1,6 @@
 //! eghostbuster: removes ghost lock files left by dead processes, never one
-//! a live process relies on. This file is the command line and the wiring;
+//! a live process relies on, and destroys TCP sockets left idle in
+//! CLOSE_WAIT by applications that never close them. This file is the command line and the wiring;
 //! each role lives in its own module.
 
 mod bpf;
@@ -9,10 +10,15 @@ mod lock_monitor;
 mod lock_worker;
 mod lockfile;
 mod metrics;
+mod netns;
 mod patterns;
 mod poller;
 mod procfs;
 mod removal;
+mod sock_diag;
+mod sock_monitor;
+mod sock_worker;
+mod sockets;
 mod status;
 mod sweep;
 mod sysenv;
@@ -35,6 +41,9 @@ use crate::cli::{Cli, Command, LogFormat, RunArgs, SweepArgs};
 use crate::lock_worker::{LockConfig, LockWork};
 use crate::metrics::Metrics;
 use crate::patterns::LockMatcher;
+use crate::sock_monitor::{SockBpfConfig, SockMonitor};
+use crate::sock_worker::SockWork;
+use crate::sockets::{Method, PortFilter, MAX_PORTS};
 use crate::sysenv::Unmet;
 use crate::worker::{Msg, Outputs, Worker};
 
@@ -258,6 +267,9 @@ fn libbpf_log(level: libbpf_rs::PrintLevel, msg: String) {
     }
 }
 
+/// Ring-buffer sample to worker message.
+type Decode = fn(&[u8]) -> Result<Msg, String>;
+
 fn run(args: RunArgs) -> Result<()> {
     // Everything the user can get wrong is checked before anything loads.
     let matcher = LockMatcher::new(
@@ -266,9 +278,25 @@ fn run(args: RunArgs) -> Result<()> {
         &args.scope.paths,
     )
     .map_err(Usage)?;
-    if args.no_locks {
-        return Err(Usage("nothing to monitor: --no-locks leaves no monitor (the socket monitor is not built yet)".into()).into());
+    if args.no_locks && args.no_sockets {
+        return Err(Usage(
+            "nothing to monitor: --no-locks and --no-sockets leave no monitor".into(),
+        )
+        .into());
     }
+    if args.ports.len() > MAX_PORTS || args.exclude_ports.len() > MAX_PORTS {
+        return Err(Usage(format!(
+            "at most {MAX_PORTS} --port and {MAX_PORTS} --exclude-port"
+        ))
+        .into());
+    }
+    if args.close_wait_timeout.is_zero() {
+        return Err(Usage("--close-wait-timeout must be more than 0".into()).into());
+    }
+    let filter = PortFilter {
+        ports: args.ports.clone(),
+        exclude: args.exclude_ports.clone(),
+    };
     let http = match args.metrics_listen {
         Some(addr) => Some(
             tiny_http::Server::http(addr)
@@ -278,7 +306,9 @@ fn run(args: RunArgs) -> Result<()> {
     };
     sysenv::check_privileges()?;
     sysenv::check_btf()?;
-    sysenv::ensure_tracefs()?;
+    if !args.no_locks {
+        sysenv::ensure_tracefs()?;
+    }
     libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Debug, libbpf_log)));
 
     // Signals are taken by sigwait in this thread only.
@@ -287,21 +317,38 @@ fn run(args: RunArgs) -> Result<()> {
     signals.add(Signal::SIGTERM);
     signals.thread_block().context("blocking SIGINT/SIGTERM")?;
 
-    let mut storage = MaybeUninit::uninit();
-    let monitor = lock_monitor::load(
-        &mut storage,
-        &lock_monitor::LockBpfConfig {
-            non_exclusive: args.non_exclusive,
-            suffixes: matcher.kernel_suffixes(),
-            max_owners: args.max_owners,
-            ring_buffer_size: args.ring_buffer_size,
-            force_exit_fallback: args.force_exit_fallback,
-            max_locks: args.max_locks,
-            pin_root: (!args.no_pin).then(|| args.pin_dir.clone()),
-        },
-    )?;
-    let events = MapHandle::try_from(&monitor.skel.maps.lock_events).context("lock_events map")?;
-    let kernel = lock_monitor::LockMaps::of(&monitor.skel)?;
+    let mut lock_storage = MaybeUninit::uninit();
+    let lock_monitor = if args.no_locks {
+        None
+    } else {
+        Some(lock_monitor::load(
+            &mut lock_storage,
+            &lock_monitor::LockBpfConfig {
+                non_exclusive: args.non_exclusive,
+                suffixes: matcher.kernel_suffixes(),
+                max_owners: args.max_owners,
+                max_locks: args.max_locks,
+                ring_buffer_size: args.ring_buffer_size,
+                force_exit_fallback: args.force_exit_fallback,
+                pin_root: (!args.no_pin).then(|| args.pin_dir.clone()),
+            },
+        )?)
+    };
+    let mut sock_storage = MaybeUninit::uninit();
+    let sock_monitor = if args.no_sockets {
+        None
+    } else {
+        Some(sock_monitor::load(
+            &mut sock_storage,
+            &SockBpfConfig {
+                timeout: args.close_wait_timeout,
+                filter: filter.clone(),
+                destroy: args.socket_destroy,
+                dry_run: args.dry_run,
+                force_idle_fallback: args.force_idle_fallback,
+            },
+        )?)
+    };
 
     let scope = if args.scope.paths.is_empty() {
         "the whole host".to_string()
@@ -314,31 +361,94 @@ fn run(args: RunArgs) -> Result<()> {
             .join(", ")
     };
     let metrics = Arc::new(Metrics::default());
-    let locks = LockWork::new(
-        LockConfig {
-            dry_run: args.dry_run,
-            matcher,
-        },
-        kernel,
-        metrics.clone(),
-    )
-    .context("reading this process's namespaces")?;
-    let header = serde_json::json!({
+    let mut ready = Vec::new();
+    let mut header = serde_json::json!({
         "pid": std::process::id(),
         "version": env!("CARGO_PKG_VERSION"),
         "scope": scope,
         "dry_run": args.dry_run,
-        "pin_dir": monitor.pin_dir.as_ref().map(|p| p.display().to_string()),
-        "pinned_links": monitor.pinned_links.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        "attached": monitor.attached,
-        "features": {
-            "exit": monitor.exit_hook,
-            "events": "ring buffer",
-            "paths": "bpf_loop dentry walk",
-        },
+        "features": {},
     });
+    let mut lock_events = None;
+    let mut locks = None;
+    if let Some(m) = &lock_monitor {
+        lock_events =
+            Some(MapHandle::try_from(&m.skel.maps.lock_events).context("lock_events map")?);
+        locks = Some(
+            LockWork::new(
+                LockConfig {
+                    dry_run: args.dry_run,
+                    matcher,
+                },
+                lock_monitor::LockMaps::of(&m.skel)?,
+                metrics.clone(),
+            )
+            .context("reading this process's namespaces")?,
+        );
+        header["pin_dir"] = serde_json::json!(m.pin_dir.as_ref().map(|p| p.display().to_string()));
+        header["pinned_links"] = serde_json::json!(m
+            .pinned_links
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>());
+        header["attached"] = serde_json::json!(m.attached);
+        header["features"]["exit"] = serde_json::json!(m.exit_hook);
+        header["features"]["lock_events"] = serde_json::json!("ring buffer");
+        header["features"]["paths"] = serde_json::json!("bpf_loop dentry walk");
+        ready.push(format!(
+            "lock monitor attached ({}); scope: {scope}{}",
+            m.attached.join(", "),
+            m.pin_dir
+                .as_ref()
+                .map(|d| format!("; pinned in {}", d.display()))
+                .unwrap_or_default()
+        ));
+    }
+
+    let mut sock_events = None;
+    let mut sockets_work = None;
+    let _sock_skel; // the socket programs stay attached while it lives
+    if let Some(m) = sock_monitor {
+        let SockMonitor {
+            skel,
+            links,
+            reaper,
+        } = m;
+        sock_events = Some(MapHandle::try_from(&skel.maps.sock_events).context("sock_events map")?);
+        let method = match reaper.method {
+            Method::Kfunc => "kfunc (bpf_sock_destroy)",
+            Method::Netlink => "netlink (sock_diag SOCK_DESTROY)",
+        };
+        header["features"]["socket_destroy"] = serde_json::json!(method);
+        ready.push(format!(
+            "socket monitor attached (inet_sock_set_state, tcp reaper); destroy method: {method}; close-wait timeout {:?}; ports: {}{}",
+            args.close_wait_timeout,
+            if filter.ports.is_empty() {
+                "all".to_string()
+            } else {
+                format!("{:?}", filter.ports)
+            },
+            if filter.exclude.is_empty() {
+                String::new()
+            } else {
+                format!(", except {:?}", filter.exclude)
+            }
+        ));
+        let mut work = SockWork::new(
+            Box::new(reaper),
+            args.close_wait_timeout,
+            filter,
+            args.dry_run,
+            metrics.clone(),
+        );
+        // sockets already in CLOSE_WAIT are stamped before we say ready
+        work.survey();
+        sockets_work = Some(work);
+        _sock_skel = (skel, links);
+    }
     let mut worker = Worker::new(
-        Some(locks),
+        locks,
+        sockets_work,
         metrics.clone(),
         Outputs {
             metrics_textfile: args.metrics_textfile.clone(),
@@ -350,38 +460,41 @@ fn run(args: RunArgs) -> Result<()> {
     let (tx, rx) = crossbeam_channel::bounded::<Msg>(65536);
     let stop = AtomicBool::new(false);
     log::info!(
-        "ready: lock monitor attached ({}); scope: {scope}{}{}{}",
-        monitor.attached.join(", "),
-        monitor
-            .pin_dir
-            .as_ref()
-            .map(|d| format!("; pinned in {}", d.display()))
-            .unwrap_or_default(),
+        "ready: {}{}{}",
+        ready.join("; "),
         http.as_ref()
             .map(|h| format!("; metrics on http://{}/metrics", h.server_addr()))
             .unwrap_or_default(),
         if args.dry_run {
-            "; dry run: nothing is removed"
+            "; dry run: nothing is removed or destroyed"
         } else {
             ""
         }
     );
 
     let outcome = std::thread::scope(|s| -> Result<()> {
-        let poll = s.spawn(|| {
-            let tx = tx; // dropped when polling ends: the worker then stops
-            let r = poller::run(
-                &events,
-                |d| events::decode(d).map(Msg::Lock),
-                &tx,
-                &stop,
-                &metrics.user_events_dropped,
-            );
-            if r.is_err() {
-                let _ = kill(Pid::this(), Signal::SIGTERM); // wake the main thread
-            }
-            r
-        });
+        let mut polls = Vec::new();
+        let pollers: [(Option<&MapHandle>, &str, Decode); 2] = [
+            (lock_events.as_ref(), "lock events", |d| {
+                events::decode(d).map(Msg::Lock)
+            }),
+            (sock_events.as_ref(), "socket events", |d| {
+                sockets::decode_event(d).map(Msg::Sock)
+            }),
+        ];
+        for (map, what, decode) in pollers {
+            let Some(map) = map else { continue };
+            let tx = tx.clone(); // dropped when polling ends
+            let (stop, dropped) = (&stop, &metrics.user_events_dropped);
+            polls.push(s.spawn(move || {
+                let r = poller::run(map, decode, &tx, stop, dropped).context(what);
+                if r.is_err() {
+                    let _ = kill(Pid::this(), Signal::SIGTERM); // wake the main thread
+                }
+                r
+            }));
+        }
+        drop(tx); // the worker stops once every poller has
         let work = s.spawn(move || worker.run(&rx));
         if let Some(server) = &http {
             s.spawn(|| metrics::serve(server, &metrics, &stop));
@@ -389,13 +502,19 @@ fn run(args: RunArgs) -> Result<()> {
         let sig = signals.wait().context("waiting for signals")?;
         log::info!("{sig}: stopping");
         stop.store(true, Ordering::Relaxed);
-        let polled = poll.join().expect("poller thread panicked");
+        let mut polled = Ok(());
+        for p in polls {
+            let r = p.join().expect("poller thread panicked");
+            if polled.is_ok() {
+                polled = r;
+            }
+        }
         work.join().expect("worker thread panicked");
         polled
     });
     let lost = metrics.user_events_dropped.load(Ordering::Relaxed);
     if lost > 0 {
-        log::warn!("{lost} lock events could not be handled (worker queue full or undecodable)");
+        log::warn!("{lost} events could not be handled (worker queue full or undecodable)");
     }
     outcome
 }

@@ -56,7 +56,6 @@ impl KeptReason {
 }
 
 /// Socket destruction methods: a metric label.
-#[allow(dead_code)] // counted by the socket monitor
 pub const SOCKET_METHODS: [&str; 2] = ["kfunc", "netlink"];
 
 #[derive(Debug, Default)]
@@ -82,7 +81,6 @@ impl Metrics {
         self.kept[i].fetch_add(1, Relaxed);
     }
 
-    #[allow(dead_code)] // counted by the socket monitor
     pub fn socket_destroyed(&self, method: &str) {
         if let Some(i) = SOCKET_METHODS.iter().position(|&m| m == method) {
             self.sockets_destroyed[i].fetch_add(1, Relaxed);

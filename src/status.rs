@@ -10,10 +10,11 @@ use serde_json::{json, Value};
 
 use crate::lock_worker::LockStatus;
 use crate::procfs;
+use crate::sock_worker::SockStatus;
 
 pub const DEFAULT_STATUS_FILE: &str = "/run/eghostbuster/status.json";
 
-pub fn document(header: &Value, locks: &[LockStatus]) -> Value {
+pub fn document(header: &Value, locks: &[LockStatus], sockets: &[SockStatus]) -> Value {
     let mut doc = header.clone();
     doc["updated_unix"] = json!(std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -29,6 +30,19 @@ pub fn document(header: &Value, locks: &[LockStatus]) -> Value {
                 "owner_alive": l.owner_alive,
                 "owner_age_s": l.owner_age_s,
                 "state": if l.stale_kept { "stale, kept for a live process" } else { "owned" },
+            })
+        })
+        .collect();
+    doc["sockets"] = sockets
+        .iter()
+        .map(|s| {
+            json!({
+                "cookie": s.cookie,
+                "netns": s.netns,
+                "local": s.local,
+                "remote": s.remote,
+                "in_close_wait_s": s.seen_s,
+                "reaped_in_s": s.due_in_s,
             })
         })
         .collect();
@@ -133,6 +147,19 @@ pub fn print_human(doc: &Value, out: &mut dyn Write) -> io::Result<()> {
             },
             l["owner_age_s"],
             s(&l["state"])
+        )?;
+    }
+    let sockets = doc["sockets"].as_array().cloned().unwrap_or_default();
+    writeln!(out, "sockets:    {} in CLOSE_WAIT, tracked", sockets.len())?;
+    for k in &sockets {
+        writeln!(
+            out,
+            "  {} -> {}  netns {}, seen {}s ago, reaper in {}s",
+            k["local"].as_str().unwrap_or("?"),
+            k["remote"].as_str().unwrap_or("?"),
+            k["netns"],
+            k["in_close_wait_s"],
+            k["reaped_in_s"]
         )?;
     }
     Ok(())

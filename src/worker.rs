@@ -1,23 +1,27 @@
 //! The cleanup worker: one thread, the only place that decides and acts.
-//! It takes events from the pollers and timer ticks in one `select!` and
-//! hands them to the lock half (lock_worker.rs); it also writes the metrics
-//! textfile and the status file that `eghostbuster status` reads.
+//! It takes events from the pollers, timer ticks and socket deadlines in one
+//! `select!` and hands them to the lock half (lock_worker.rs) and the socket
+//! half (sock_worker.rs); it also writes the metrics textfile and the status
+//! file that `eghostbuster status` reads.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, tick, Receiver};
+use crossbeam_channel::{at, never, select, tick, Receiver};
 
 use crate::events::LockEvent;
 use crate::lock_worker::{LockKernel, LockWork};
 use crate::metrics::Metrics;
+use crate::sock_worker::SockWork;
+use crate::sockets::SockEvent;
 use crate::status;
 
 /// What reaches the worker.
 #[derive(Debug)]
 pub enum Msg {
     Lock(LockEvent),
+    Sock(SockEvent),
 }
 
 pub struct Outputs {
@@ -31,6 +35,7 @@ pub struct Outputs {
 
 pub struct Worker<K: LockKernel> {
     locks: Option<LockWork<K>>,
+    sockets: Option<SockWork>,
     metrics: Arc<Metrics>,
     out: Outputs,
     textfile_due: Instant,
@@ -40,9 +45,15 @@ const TICK: Duration = Duration::from_secs(1);
 const TEXTFILE_EVERY: Duration = Duration::from_secs(5);
 
 impl<K: LockKernel> Worker<K> {
-    pub fn new(locks: Option<LockWork<K>>, metrics: Arc<Metrics>, out: Outputs) -> Self {
+    pub fn new(
+        locks: Option<LockWork<K>>,
+        sockets: Option<SockWork>,
+        metrics: Arc<Metrics>,
+        out: Outputs,
+    ) -> Self {
         Self {
             locks,
+            sockets,
             metrics,
             out,
             textfile_due: Instant::now(),
@@ -57,6 +68,8 @@ impl<K: LockKernel> Worker<K> {
         self.write_status();
         let ticker = tick(TICK);
         loop {
+            let deadline = self.sockets.as_ref().and_then(|s| s.next_deadline());
+            let timer = deadline.map(at).unwrap_or_else(never);
             select! {
                 recv(rx) -> msg => {
                     let Ok(first) = msg else { break };
@@ -73,7 +86,15 @@ impl<K: LockKernel> Worker<K> {
                     if let Some(l) = &mut self.locks {
                         l.tick();
                     }
+                    if let Some(s) = &mut self.sockets {
+                        s.tick();
+                    }
                     self.write_status();
+                }
+                recv(timer) -> _ => {
+                    if let Some(s) = &mut self.sockets {
+                        s.on_deadline();
+                    }
                 }
             }
             if Instant::now() >= self.textfile_due {
@@ -85,6 +106,9 @@ impl<K: LockKernel> Worker<K> {
         if let Some(p) = &self.out.status_file {
             let _ = std::fs::remove_file(p);
         }
+        if let Some(s) = &self.sockets {
+            log::debug!("worker, sockets: {:?}", s.stats);
+        }
     }
 
     fn handle(&mut self, batch: Vec<Msg>) {
@@ -92,6 +116,11 @@ impl<K: LockKernel> Worker<K> {
         for msg in batch {
             match msg {
                 Msg::Lock(ev) => lock_events.push(ev),
+                Msg::Sock(ev) => {
+                    if let Some(s) = &mut self.sockets {
+                        s.on_event(ev);
+                    }
+                }
             }
         }
         if let Some(l) = &mut self.locks {
@@ -112,7 +141,12 @@ impl<K: LockKernel> Worker<K> {
             return;
         };
         let locks = self.locks.as_ref().map(|l| l.status()).unwrap_or_default();
-        let doc = status::document(&self.out.status_header, &locks);
+        let sockets = self
+            .sockets
+            .as_ref()
+            .map(|s| s.status())
+            .unwrap_or_default();
+        let doc = status::document(&self.out.status_header, &locks, &sockets);
         if let Err(e) = status::write_atomically(path, &doc) {
             log::warn!("writing the status file {}: {e}", path.display());
         }

@@ -61,6 +61,11 @@ impl Agent {
         if !args.contains(&"--pin-dir") {
             cmd.arg("--no-pin");
         }
+        // lock tests: an agent scoped to a directory must not also act on
+        // the host's CLOSE_WAIT sockets (the socket monitor is on by default)
+        if !args.contains(&"--no-locks") {
+            cmd.arg("--no-sockets");
+        }
         let mut child = cmd
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())

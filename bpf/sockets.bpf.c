@@ -1,0 +1,270 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * CLOSE_WAIT monitor: stamps TCP sockets as they enter CLOSE_WAIT (the peer
+ * closed; the local application has not), tells user space so it can set a
+ * deadline, and a tcp iterator (the reaper) that user space runs at the
+ * deadline, in the socket's network namespace, to re-check state and age
+ * and destroy what is stale.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include "sockets.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+
+/* Set by user space before load. */
+const volatile __u64 timeout_ns = 60ULL * 1000000000ULL;
+const volatile __u32 n_ports = 0;	/* 0: every port */
+const volatile __u16 ports[SOCK_MAX_PORTS] = {};
+const volatile __u32 n_exclude = 0;
+const volatile __u16 exclude_ports[SOCK_MAX_PORTS] = {};
+/* Age as if CONFIG_HZ were unknown (tests the fallback on any host). */
+const volatile bool ignore_hz = false;
+
+/*
+ * Linux 6.5+. Weak so that the object still loads on older kernels, where
+ * user space turns reap_destroy off and runs reap_report instead.
+ */
+extern int bpf_sock_destroy(struct sock_common *sk) __ksym __weak;
+
+/* The kernel's tick rate, to turn tcp_sock->lsndtime (jiffies) into ns. */
+extern unsigned int CONFIG_HZ __kconfig __weak;
+
+struct sock_counters counters = {};
+
+/* Emit BTF for the records so libbpf-cargo generates their Rust types. */
+struct sock_event _sock_event = {};
+struct sock_reap _sock_reap = {};
+enum sock_event_kind _sock_event_kind = 0;
+enum sock_reap_kind _sock_reap_kind = 0;
+
+struct stamp {
+	__u64 entered_ns;	/* CLOCK_BOOTTIME: entry into CLOSE_WAIT */
+	__u64 sent_ns;		/* without HZ: when a reaper visit saw new sends */
+	__u32 lsndtime;		/* without HZ: tcp_sock->lsndtime at that time */
+	__u32 first_sight;	/* stamped by the reaper, not at entry */
+};
+
+/* One stamp per socket in CLOSE_WAIT; freed with the socket. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct stamp);
+} stamps SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} sock_events SEC(".maps");
+
+static __always_inline void count(__u64 *c)
+{
+	__sync_fetch_and_add(c, 1);
+}
+
+static __always_inline bool port_listed(const volatile __u16 *list, __u32 n, __u16 port)
+{
+	for (int i = 0; i < SOCK_MAX_PORTS; i++) {
+		if (i >= n)
+			break;
+		if (list[i] == port)
+			return true;
+	}
+	return false;
+}
+
+/* --port: local or remote port listed; --exclude-port: neither listed. */
+static __always_inline bool in_scope(__u16 lport, __u16 rport)
+{
+	if (n_ports && !port_listed(ports, n_ports, lport) &&
+	    !port_listed(ports, n_ports, rport))
+		return false;
+	if (n_exclude && (port_listed(exclude_ports, n_exclude, lport) ||
+			  port_listed(exclude_ports, n_exclude, rport)))
+		return false;
+	return true;
+}
+
+/* Family, ports, addresses, device, namespace: shared by both records. */
+#define FILL_ENDPOINTS(rec, skc)						\
+	do {									\
+		(rec)->family = BPF_CORE_READ(skc, skc_family);			\
+		(rec)->lport = BPF_CORE_READ(skc, skc_num);			\
+		(rec)->rport = bpf_ntohs(BPF_CORE_READ(skc, skc_dport));	\
+		(rec)->ifindex = BPF_CORE_READ(skc, skc_bound_dev_if);		\
+		(rec)->netns = BPF_CORE_READ(skc, skc_net.net, ns.inum);	\
+		if ((rec)->family == AF_INET) {					\
+			__u32 s = BPF_CORE_READ(skc, skc_rcv_saddr);		\
+			__u32 d = BPF_CORE_READ(skc, skc_daddr);		\
+			__builtin_memcpy((rec)->saddr, &s, 4);			\
+			__builtin_memcpy((rec)->daddr, &d, 4);			\
+		} else {							\
+			BPF_CORE_READ_INTO(&(rec)->saddr, skc, skc_v6_rcv_saddr); \
+			BPF_CORE_READ_INTO(&(rec)->daddr, skc, skc_v6_daddr);	\
+		}								\
+	} while (0)
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+	/* Cheapest first: almost every transition is not to or from CLOSE_WAIT. */
+	if (newstate != TCP_CLOSE_WAIT && oldstate != TCP_CLOSE_WAIT)
+		return 0;
+	/* raw tracepoint arguments may be NULL as far as the verifier knows (6.12+) */
+	if (!sk)
+		return 0;
+	/* MPTCP's parent socket also reports states; its subflows are plain TCP */
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	__u16 family = sk->__sk_common.skc_family;
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	if (!in_scope(sk->__sk_common.skc_num, bpf_ntohs(sk->__sk_common.skc_dport)))
+		return 0;
+
+	__u32 kind;
+	__u64 now = bpf_ktime_get_boot_ns();
+	if (newstate == TCP_CLOSE_WAIT) {
+		struct stamp *st = bpf_sk_storage_get(&stamps, (struct sock *)sk, 0,
+						      BPF_SK_STORAGE_GET_F_CREATE);
+		if (!st) {
+			count(&counters.storage_fail);
+			return 0;
+		}
+		st->entered_ns = now;
+		st->sent_ns = 0;
+		st->lsndtime = BPF_CORE_READ((struct tcp_sock *)sk, lsndtime);
+		st->first_sight = 0;
+		count(&counters.entered);
+		kind = SOCK_EV_ENTER;
+	} else {
+		/* only sockets we stamped are of interest to user space */
+		if (bpf_sk_storage_delete(&stamps, (struct sock *)sk))
+			return 0;
+		count(&counters.left);
+		kind = SOCK_EV_LEAVE;
+	}
+
+	struct sock_event *ev = bpf_ringbuf_reserve(&sock_events, sizeof(*ev), 0);
+	if (!ev) {
+		count(&counters.ringbuf_drops);
+		return 0;
+	}
+	__builtin_memset(ev, 0, sizeof(*ev));
+	ev->kind = kind;
+	ev->cookie = bpf_get_socket_cookie((struct sock *)sk);
+	ev->entered_ns = now;
+	const struct sock_common *skc = &sk->__sk_common;
+	FILL_ENDPOINTS(ev, skc);
+	bpf_ringbuf_submit(ev, 0);
+	return 0;
+}
+
+/*
+ * One visit of the reaper. Idle time is now - max(entry into CLOSE_WAIT,
+ * last data the socket sent). The last send is tcp_sock->lsndtime: the
+ * kernel's own clock of the last data segment transmitted (the one TCP uses
+ * to restart the congestion window after idle), so a half-closed connection
+ * that is still writing its response keeps being young, with no hook on the
+ * send path (fentry/kprobe are not available to us). It is in jiffies;
+ * CONFIG_HZ (from the kernel config libbpf finds) turns it into ns. Without
+ * a known HZ, a change of lsndtime since the last look counts as a send at
+ * the time of the visit: coarser (a socket only ever looks younger), never
+ * wrong.
+ *
+ * Sockets already in CLOSE_WAIT when the agent started carry no stamp: they
+ * are aged from the reaper's first visit. Not from tcp_sock->rcv_tstamp
+ * (the last segment received): that follows the peer, not the local
+ * application, moves with every ACK or keepalive the peer sends, and a
+ * freshly started agent would destroy at once sockets whose history it
+ * never saw. From first sight, nothing is destroyed sooner than the timeout
+ * after the agent starts; a restart only ever postpones.
+ */
+static __always_inline int reap(struct bpf_iter__tcp *ctx, bool destroy)
+{
+	struct sock_common *skc = ctx->sk_common;
+	struct seq_file *seq = ctx->meta->seq;
+
+	if (!skc)
+		return 0;
+	/* also skips request and timewait sockets, which are never CLOSE_WAIT */
+	if (skc->skc_state != TCP_CLOSE_WAIT)
+		return 0;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return 0;
+	struct sock *sk = (struct sock *)tp;
+
+	struct sock_reap rec = {};
+	FILL_ENDPOINTS(&rec, skc);
+	if (rec.family != AF_INET && rec.family != AF_INET6)
+		return 0;
+	if (!in_scope(rec.lport, rec.rport))
+		return 0;
+
+	__u64 now = bpf_ktime_get_boot_ns();
+	struct stamp *st = bpf_sk_storage_get(&stamps, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st) {
+		count(&counters.storage_fail);
+		return 0;
+	}
+	if (!st->entered_ns) {
+		st->entered_ns = now;
+		st->lsndtime = tp->lsndtime;
+		st->first_sight = 1;
+	}
+	__u64 idle = now - st->entered_ns;
+	if (!CONFIG_HZ || ignore_hz) {
+		if (tp->lsndtime != st->lsndtime) {
+			st->lsndtime = tp->lsndtime;
+			st->sent_ns = now;
+		}
+		if (st->sent_ns && now - st->sent_ns < idle)
+			idle = now - st->sent_ns;
+	} else {
+		/* u32 arithmetic: lsndtime is tcp_jiffies32, wraps like it */
+		__u32 since_send = (__u32)bpf_jiffies64() - tp->lsndtime;
+		__u64 sent_ago = (__u64)since_send * (1000000000ULL / CONFIG_HZ);
+
+		if (sent_ago < idle)
+			idle = sent_ago;
+	}
+
+	rec.cookie = bpf_get_socket_cookie(sk);
+	rec.ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
+	rec.first_sight = st->first_sight;
+	rec.idle_ns = idle;
+	if (idle < timeout_ns) {
+		rec.kind = SOCK_REAP_PENDING;
+		rec.remaining_ns = timeout_ns - idle;
+	} else if (destroy && bpf_ksym_exists(bpf_sock_destroy)) {
+		/* the iterator holds the socket lock, as tcp_abort requires */
+		rec.err = bpf_sock_destroy(skc);
+		rec.kind = rec.err ? SOCK_REAP_FAILED : SOCK_REAP_DESTROYED;
+	} else {
+		rec.kind = SOCK_REAP_STALE;
+	}
+	bpf_seq_write(seq, &rec, sizeof(rec));
+	return 0;
+}
+
+/* Destroys stale sockets (kernel 6.5+). */
+SEC("iter/tcp")
+int reap_destroy(struct bpf_iter__tcp *ctx)
+{
+	return reap(ctx, true);
+}
+
+/* Reports stale sockets only: --dry-run, netlink fallback, kernels < 6.5. */
+SEC("iter/tcp")
+int reap_report(struct bpf_iter__tcp *ctx)
+{
+	return reap(ctx, false);
+}

@@ -1,0 +1,156 @@
+//! Network namespaces and socket owners, from /proc: where a namespace can
+//! be entered from, running work inside one, and which process holds a
+//! socket inode. Every namespace on the host counts, containers included.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use nix::sched::{setns, CloneFlags};
+
+use crate::sockets::Holder;
+
+fn pids() -> impl Iterator<Item = u32> {
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+}
+
+/// Every network namespace on the host: inode → a file that names it
+/// (a bind mount under /run/netns, or some process's /proc/PID/ns/net).
+pub fn all() -> HashMap<u64, PathBuf> {
+    let mut found = HashMap::new();
+    let named = fs::read_dir("/run/netns").into_iter().flatten().flatten();
+    for p in named
+        .map(|e| e.path())
+        .chain(pids().map(|pid| PathBuf::from(format!("/proc/{pid}/ns/net"))))
+    {
+        if let Ok(m) = fs::metadata(&p) {
+            found.entry(m.ino()).or_insert(p);
+        }
+    }
+    found
+}
+
+/// A file naming namespace `netns`, or None when no process and no bind
+/// mount holds it any more (its sockets are gone with it). Processes first;
+/// then single threads, which can sit in a namespace of their own.
+pub fn find(netns: u64) -> Option<PathBuf> {
+    let named = fs::read_dir("/run/netns").into_iter().flatten().flatten();
+    let is_it = |p: &PathBuf| fs::metadata(p).is_ok_and(|m| m.ino() == netns);
+    named
+        .map(|e| e.path())
+        .chain(pids().map(|pid| PathBuf::from(format!("/proc/{pid}/ns/net"))))
+        .find(is_it)
+        .or_else(|| {
+            pids()
+                .flat_map(|pid| {
+                    fs::read_dir(format!("/proc/{pid}/task"))
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .map(|t| t.path().join("ns/net"))
+                })
+                .find(is_it)
+        })
+}
+
+/// Run `f` on a short-lived thread inside namespace `netns` (named by
+/// `path`). setns(CLONE_NEWNET) moves only the calling thread, and the
+/// thread ends with the work, so nothing else runs in the namespace.
+pub fn run_in<T: Send>(netns: u64, path: &Path, f: impl FnOnce() -> T + Send) -> io::Result<T> {
+    let file = File::open(path)?;
+    // the file may name another namespace now (PID reuse): check the one opened
+    if file.metadata()?.ino() != netns {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{} no longer names netns {netns}", path.display()),
+        ));
+    }
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            setns(&file, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
+            Ok(f())
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("namespace worker thread panicked")))
+    })
+}
+
+/// "socket:[12345]" → 12345
+pub fn parse_socket_link(link: &str) -> Option<u64> {
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// Who holds each socket inode (the first process found with an fd on it).
+pub fn socket_holders(inodes: &HashSet<u64>) -> HashMap<u64, Holder> {
+    let mut found = HashMap::new();
+    if inodes.is_empty() {
+        return found;
+    }
+    for pid in pids() {
+        let dir = format!("/proc/{pid}/fd");
+        let Ok(fds) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(link) = fs::read_link(fd.path()) else {
+                continue;
+            };
+            let Some(ino) = link.to_str().and_then(parse_socket_link) else {
+                continue;
+            };
+            if inodes.contains(&ino) && !found.contains_key(&ino) {
+                found.insert(
+                    ino,
+                    Holder {
+                        pid,
+                        comm: crate::procfs::comm(pid),
+                    },
+                );
+            }
+        }
+        if found.len() == inodes.len() {
+            break;
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_links() {
+        assert_eq!(parse_socket_link("socket:[12345]"), Some(12345));
+        assert_eq!(parse_socket_link("pipe:[12345]"), None);
+        assert_eq!(parse_socket_link("socket:[x]"), None);
+        assert_eq!(parse_socket_link("/tmp/socket:[1]"), None);
+    }
+
+    #[test]
+    fn own_namespace_is_found() {
+        let own = crate::procfs::own_ns("net").unwrap();
+        assert!(all().contains_key(&own));
+        assert!(find(own).is_some());
+    }
+
+    #[test]
+    fn own_socket_is_held_by_us() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        use std::os::fd::AsRawFd;
+        let ino = fs::metadata(format!("/proc/self/fd/{}", l.as_raw_fd()))
+            .unwrap()
+            .ino();
+        let h = socket_holders(&HashSet::from([ino]));
+        assert_eq!(h[&ino].pid, std::process::id());
+    }
+}

@@ -1,0 +1,375 @@
+//! The cleanup worker's socket duties: one deadline per socket in
+//! CLOSE_WAIT, and at each deadline the reaper in that socket's network
+//! namespace, whose verdict (destroyed, stale, not yet) is logged and acted
+//! on. Owned and driven by the worker thread (worker.rs).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::metrics::Metrics;
+use crate::netns;
+use crate::sock_monitor::Reap;
+use crate::sockets::{
+    self, describe, Endpoints, Method, PortFilter, ReapKind, Reaped, Scheduler, SockEvent,
+};
+
+/// A tracked socket, for `eghostbuster status`.
+#[derive(Debug, Clone)]
+pub struct SockStatus {
+    pub cookie: u64,
+    pub netns: u64,
+    pub local: Option<String>,
+    pub remote: Option<String>,
+    /// Seconds since it was first seen in CLOSE_WAIT by this agent.
+    pub seen_s: u64,
+    /// Seconds until the reaper looks at it again.
+    pub due_in_s: u64,
+}
+
+/// A pending socket is looked at again this long after the kernel says it
+/// becomes stale, so that clock rounding never makes a visit too early.
+const SLACK: Duration = Duration::from_millis(20);
+/// Full surveys of every namespace catch sockets whose event was lost.
+const SURVEY_EVERY: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Default, Clone)]
+pub struct SockStats {
+    pub destroyed: u64,
+    pub failed: u64,
+    pub reaper_runs: u64,
+}
+
+pub struct SockWork {
+    reaper: Box<dyn Reap>,
+    sched: Scheduler,
+    timeout: Duration,
+    filter: PortFilter,
+    dry_run: bool,
+    /// Stale sockets already logged in a dry run.
+    reported: HashSet<u64>,
+    last_survey: Instant,
+    last_counters: (u64, u64),
+    /// Addresses and first sight of tracked sockets, for status.
+    seen: HashMap<u64, (Option<Endpoints>, Instant)>,
+    metrics: Arc<Metrics>,
+    pub stats: SockStats,
+}
+
+fn boot_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+impl SockWork {
+    pub fn new(
+        reaper: Box<dyn Reap>,
+        timeout: Duration,
+        filter: PortFilter,
+        dry_run: bool,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        SockWork {
+            reaper,
+            sched: Scheduler::default(),
+            timeout,
+            filter,
+            dry_run,
+            reported: HashSet::new(),
+            last_survey: Instant::now(),
+            last_counters: (0, 0),
+            seen: HashMap::new(),
+            metrics,
+            stats: SockStats::default(),
+        }
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.sched.next_deadline()
+    }
+
+    pub fn on_event(&mut self, ev: SockEvent) {
+        match ev {
+            SockEvent::Entered {
+                cookie,
+                netns,
+                entered_ns,
+                ends,
+            } => {
+                if !self.filter.allows_ends(&ends) {
+                    return;
+                }
+                log::debug!(
+                    "{} -> {} (netns {netns}, cookie {cookie}) entered CLOSE_WAIT",
+                    ends.local,
+                    ends.remote
+                );
+                let at = sockets::deadline(entered_ns, self.timeout, boot_ns(), Instant::now());
+                self.sched.schedule(cookie, netns, at + SLACK);
+                self.seen.insert(cookie, (Some(ends), Instant::now()));
+                self.gauge();
+            }
+            SockEvent::Left { cookie, netns } => {
+                if self.sched.cancel(cookie) {
+                    log::debug!("socket cookie {cookie} (netns {netns}) left CLOSE_WAIT");
+                }
+                self.reported.remove(&cookie);
+                self.seen.remove(&cookie);
+                self.gauge();
+            }
+        }
+    }
+
+    /// Deadlines reached: run the reaper once per namespace concerned.
+    pub fn on_deadline(&mut self) {
+        let due = self.sched.take_due(Instant::now());
+        for (netns, cookies) in due {
+            log::debug!("reaping netns {netns} for {} socket(s)", cookies.len());
+            self.reap(netns);
+        }
+        log::debug!("{} socket(s) in CLOSE_WAIT tracked", self.sched.len());
+    }
+
+    /// Look into every namespace: stamps sockets that were in CLOSE_WAIT
+    /// before the agent started (or whose event was lost) and schedules them.
+    pub fn survey(&mut self) {
+        self.last_survey = Instant::now();
+        for netns in self.reaper.namespaces() {
+            self.reap(netns);
+        }
+    }
+
+    /// Called on the worker's tick.
+    pub fn tick(&mut self) {
+        let mut lost = false;
+        if let Some((drops, fails)) = self.reaper.counters() {
+            let (d0, f0) = self.last_counters;
+            if drops > d0 || fails > f0 {
+                log::warn!(
+                    "{} socket events lost (ring buffer full), {} sockets not stamped (socket storage allocation failed); surveying every namespace",
+                    drops - d0,
+                    fails - f0
+                );
+                lost = true;
+            }
+            self.last_counters = (drops, fails);
+        }
+        // a lost entry is found again by a survey: the stamp is in the kernel
+        if lost || self.last_survey.elapsed() >= SURVEY_EVERY {
+            self.survey();
+        }
+    }
+
+    fn reap(&mut self, netns: u64) {
+        self.stats.reaper_runs += 1;
+        let recs = match self.reaper.reap(netns) {
+            Ok(r) => r,
+            Err(e) => {
+                // a namespace that vanished took its sockets along
+                log::debug!("reaper in netns {netns}: {e:#}");
+                return;
+            }
+        };
+        self.handle(recs);
+    }
+
+    fn gauge(&self) {
+        self.metrics
+            .sockets_tracked
+            .store(self.sched.len() as u64, Relaxed);
+    }
+
+    pub fn status(&self) -> Vec<SockStatus> {
+        let now = Instant::now();
+        let mut v: Vec<SockStatus> = self
+            .sched
+            .entries()
+            .map(|(cookie, netns, at)| {
+                let (ends, first) = self.seen.get(&cookie).cloned().unwrap_or((None, now));
+                SockStatus {
+                    cookie,
+                    netns,
+                    local: ends.as_ref().map(|e| e.local.to_string()),
+                    remote: ends.as_ref().map(|e| e.remote.to_string()),
+                    seen_s: now.saturating_duration_since(first).as_secs(),
+                    due_in_s: at.saturating_duration_since(now).as_secs(),
+                }
+            })
+            .collect();
+        v.sort_by_key(|s| s.cookie);
+        v
+    }
+
+    fn handle(&mut self, recs: Vec<Reaped>) {
+        let stale: HashSet<u64> = recs
+            .iter()
+            .filter(|r| r.kind != ReapKind::Pending)
+            .map(|r| r.ino)
+            .collect();
+        let holders = if stale.is_empty() {
+            HashMap::new()
+        } else {
+            netns::socket_holders(&stale)
+        };
+        let now = Instant::now();
+        for r in recs {
+            match r.kind {
+                ReapKind::Pending => {
+                    if !self.sched.contains(r.cookie) {
+                        log::debug!(
+                            "tracking {} -> {} in netns {} (in CLOSE_WAIT, idle {:?})",
+                            r.ends.local,
+                            r.ends.remote,
+                            r.netns,
+                            r.idle
+                        );
+                    }
+                    self.sched
+                        .schedule(r.cookie, r.netns, now + r.remaining + SLACK);
+                    let seen = self.seen.entry(r.cookie).or_insert((None, now));
+                    seen.0 = Some(r.ends);
+                }
+                ReapKind::Destroyed => {
+                    self.sched.cancel(r.cookie);
+                    self.seen.remove(&r.cookie);
+                    self.stats.destroyed += 1;
+                    self.metrics.socket_destroyed(match r.method {
+                        Method::Kfunc => "kfunc",
+                        Method::Netlink => "netlink",
+                    });
+                    log::info!("{}", describe(&r, holders.get(&r.ino), false, self.timeout));
+                }
+                ReapKind::Failed(_) => {
+                    self.sched.cancel(r.cookie);
+                    self.seen.remove(&r.cookie);
+                    self.stats.failed += 1;
+                    log::error!("{}", describe(&r, holders.get(&r.ino), false, self.timeout));
+                }
+                ReapKind::Stale => {
+                    self.sched.cancel(r.cookie);
+                    self.seen.remove(&r.cookie);
+                    if self.dry_run && self.reported.insert(r.cookie) {
+                        log::info!("{}", describe(&r, holders.get(&r.ino), true, self.timeout));
+                    }
+                }
+            }
+        }
+        self.gauge();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sockets::{Endpoints, Method};
+    use std::sync::{Arc, Mutex};
+
+    type Script = Arc<Mutex<Vec<(u64, Vec<Reaped>)>>>;
+
+    struct FakeReaper {
+        script: Script,
+        calls: Arc<Mutex<Vec<u64>>>,
+    }
+
+    impl Reap for FakeReaper {
+        fn reap(&mut self, netns: u64) -> anyhow::Result<Vec<Reaped>> {
+            self.calls.lock().unwrap().push(netns);
+            let mut s = self.script.lock().unwrap();
+            let i = s.iter().position(|(n, _)| *n == netns);
+            Ok(i.map(|i| s.remove(i).1).unwrap_or_default())
+        }
+        fn namespaces(&self) -> Vec<u64> {
+            vec![1, 2]
+        }
+        fn counters(&self) -> Option<(u64, u64)> {
+            None
+        }
+    }
+
+    fn ends(port: u16) -> Endpoints {
+        Endpoints {
+            family: sockets::AF_INET,
+            local: format!("127.0.0.1:{port}").parse().unwrap(),
+            remote: "127.0.0.1:40000".parse().unwrap(),
+            ifindex: 0,
+        }
+    }
+
+    fn rec(kind: ReapKind, cookie: u64, netns: u64, remaining: Duration) -> Reaped {
+        Reaped {
+            kind,
+            method: Method::Kfunc,
+            cookie,
+            netns,
+            ino: 0,
+            idle: Duration::ZERO,
+            remaining,
+            first_sight: false,
+            ends: ends(5000),
+        }
+    }
+
+    #[test]
+    fn deadlines_follow_events_and_reaper_verdicts() {
+        let script: Script = Arc::default();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let mut w = SockWork::new(
+            Box::new(FakeReaper {
+                script: script.clone(),
+                calls: calls.clone(),
+            }),
+            Duration::from_millis(0),
+            PortFilter {
+                ports: vec![5000],
+                exclude: vec![],
+            },
+            false,
+            Arc::new(Metrics::default()),
+        );
+        // out of scope: ignored
+        w.on_event(SockEvent::Entered {
+            cookie: 9,
+            netns: 1,
+            entered_ns: 0,
+            ends: ends(6000),
+        });
+        assert_eq!(w.next_deadline(), None);
+        // in scope, timeout 0: due at once
+        w.on_event(SockEvent::Entered {
+            cookie: 1,
+            netns: 1,
+            entered_ns: boot_ns(),
+            ends: ends(5000),
+        });
+        w.on_event(SockEvent::Entered {
+            cookie: 2,
+            netns: 2,
+            entered_ns: boot_ns(),
+            ends: ends(5000),
+        });
+        w.on_event(SockEvent::Left {
+            cookie: 2,
+            netns: 2,
+        });
+        assert!(w.next_deadline().is_some());
+        // the reaper says: 1 destroyed, 3 (pre-existing) still young
+        script.lock().unwrap().push((
+            1,
+            vec![
+                rec(ReapKind::Destroyed, 1, 1, Duration::ZERO),
+                rec(ReapKind::Pending, 3, 1, Duration::from_secs(30)),
+            ],
+        ));
+        std::thread::sleep(SLACK * 2);
+        w.on_deadline();
+        assert_eq!(*calls.lock().unwrap(), vec![1]); // not netns 2: cookie 2 left
+        assert_eq!(w.stats.destroyed, 1);
+        let next = w.next_deadline().unwrap();
+        assert!(next > Instant::now() + Duration::from_secs(29));
+        // a survey visits every namespace
+        w.survey();
+        assert_eq!(*calls.lock().unwrap(), vec![1, 1, 2]);
+    }
+}
