@@ -22,6 +22,7 @@ mod sock_worker;
 mod sockets;
 mod status;
 mod sweep;
+mod sweep_sockets;
 mod sysenv;
 mod verdict;
 mod worker;
@@ -169,7 +170,8 @@ fn unpin(root: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// `sweep`: exit 0 when nothing went wrong, 1 when a removal failed.
+/// `sweep`: exit 0 when nothing went wrong, 1 when a removal or a
+/// destruction failed.
 fn sweep(args: SweepArgs) -> Result<u8> {
     let s = &args.scope;
     let matcher = LockMatcher::new(&s.includes, &s.excludes, &s.paths).map_err(Usage)?;
@@ -178,11 +180,15 @@ fn sweep(args: SweepArgs) -> Result<u8> {
     }
     if !args.no_locks && s.paths.is_empty() {
         return Err(Usage(
-            "sweep needs at least one --path for lock files (it never scans the whole host)".into(),
+            "sweep needs at least one --path for lock files (it never scans the whole host; --no-locks sweeps sockets only)".into(),
         )
         .into());
     }
+    let filter = args.sockets.filter().map_err(Usage)?;
     sysenv::check_privileges()?;
+    if !args.no_sockets {
+        sweep_sockets::prepare_state_file(&args.state_file).map_err(Usage)?;
+    }
     let metrics = Metrics::default();
     let mut failed = 0;
     if !args.no_locks {
@@ -200,6 +206,22 @@ fn sweep(args: SweepArgs) -> Result<u8> {
         metrics
             .lock_removal_failures_total
             .fetch_add(summary.failed, Ordering::Relaxed);
+        failed += summary.failed;
+    }
+    if !args.no_sockets {
+        let summary = sweep_sockets::sweep_sockets(
+            &sweep_sockets::SweepSockets {
+                filter: &filter,
+                timeout: args.sockets.close_wait_timeout,
+                state_file: &args.state_file,
+                dry_run: args.dry_run,
+            },
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        );
+        for _ in 0..summary.destroyed {
+            metrics.socket_destroyed("netlink");
+        }
         failed += summary.failed;
     }
     if let Some(path) = &args.metrics_textfile {
