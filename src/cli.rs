@@ -81,11 +81,17 @@ pub fn generate(cmd: &Command, out: &mut dyn std::io::Write) -> std::io::Result<
             man.render_synopsis_section(&mut buf)?;
             man.render_description_section(&mut buf)?;
             man.render_subcommands_section(&mut buf)?;
-            if let Some(run) = app.find_subcommand("run") {
-                buf.extend_from_slice(b".SH \"RUN OPTIONS\"\n");
-                let run = run.clone().name("eghostbuster run");
+            for (name, full, heading) in [
+                ("run", "eghostbuster run", "RUN OPTIONS"),
+                ("sweep", "eghostbuster sweep", "SWEEP OPTIONS"),
+            ] {
+                let Some(sub) = app.find_subcommand(name) else {
+                    continue;
+                };
+                buf.extend_from_slice(format!(".SH \"{heading}\"\n").as_bytes());
+                let sub = sub.clone().name(full);
                 let mut opts = Vec::new();
-                clap_mangen::Man::new(run).render_options_section(&mut opts)?;
+                clap_mangen::Man::new(sub).render_options_section(&mut opts)?;
                 // drop its own ".SH OPTIONS" heading: ours says which command
                 let text = String::from_utf8_lossy(&opts).replacen(".SH OPTIONS\n", "", 1);
                 buf.extend_from_slice(text.as_bytes());
@@ -100,10 +106,10 @@ pub fn generate(cmd: &Command, out: &mut dyn std::io::Write) -> std::io::Result<
 const MAN_TAIL: &str = r#".SH "EXIT STATUS"
 .TP
 0
-clean stop (SIGINT or SIGTERM)
+clean stop (SIGINT or SIGTERM); sweep: nothing went wrong
 .TP
 1
-runtime failure
+runtime failure; sweep: a removal or a socket destruction failed
 .TP
 2
 bad usage (flags, globs, sizes) or an unmet requirement (not root, no BTF, no syscall tracepoints, programs refused); one line on standard error, nothing loaded or touched
@@ -117,6 +123,12 @@ the runit service (not enabled by default)
 .TP
 /var/log/eghostbuster
 runit's svlogd log directory
+.TP
+/sys/fs/bpf/eghostbuster
+the daemon's pinned maps and links (lock table, CLOSE_WAIT stamps), per version; removed by eghostbuster unpin
+.TP
+/var/lib/eghostbuster/sweep-sockets.state
+sockets sweep has seen in CLOSE_WAIT, with when it first saw them (--state-file)
 .SH "SEE ALSO"
 runsv(8), sv(8), systemctl(1)
 "#;
