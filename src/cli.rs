@@ -16,6 +16,7 @@ pub enum LogFormat {
 }
 
 pub use crate::sock_monitor::DestroyChoice;
+use crate::sockets::{PortFilter, MAX_PORTS};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -80,11 +81,17 @@ pub fn generate(cmd: &Command, out: &mut dyn std::io::Write) -> std::io::Result<
             man.render_synopsis_section(&mut buf)?;
             man.render_description_section(&mut buf)?;
             man.render_subcommands_section(&mut buf)?;
-            if let Some(run) = app.find_subcommand("run") {
-                buf.extend_from_slice(b".SH \"RUN OPTIONS\"\n");
-                let run = run.clone().name("eghostbuster run");
+            for (name, full, heading) in [
+                ("run", "eghostbuster run", "RUN OPTIONS"),
+                ("sweep", "eghostbuster sweep", "SWEEP OPTIONS"),
+            ] {
+                let Some(sub) = app.find_subcommand(name) else {
+                    continue;
+                };
+                buf.extend_from_slice(format!(".SH \"{heading}\"\n").as_bytes());
+                let sub = sub.clone().name(full);
                 let mut opts = Vec::new();
-                clap_mangen::Man::new(run).render_options_section(&mut opts)?;
+                clap_mangen::Man::new(sub).render_options_section(&mut opts)?;
                 // drop its own ".SH OPTIONS" heading: ours says which command
                 let text = String::from_utf8_lossy(&opts).replacen(".SH OPTIONS\n", "", 1);
                 buf.extend_from_slice(text.as_bytes());
@@ -99,10 +106,10 @@ pub fn generate(cmd: &Command, out: &mut dyn std::io::Write) -> std::io::Result<
 const MAN_TAIL: &str = r#".SH "EXIT STATUS"
 .TP
 0
-clean stop (SIGINT or SIGTERM)
+clean stop (SIGINT or SIGTERM); sweep: nothing went wrong
 .TP
 1
-runtime failure
+runtime failure; sweep: a removal or a socket destruction failed
 .TP
 2
 bad usage (flags, globs, sizes) or an unmet requirement (not root, no BTF, no syscall tracepoints, programs refused); one line on standard error, nothing loaded or touched
@@ -116,6 +123,12 @@ the runit service (not enabled by default)
 .TP
 /var/log/eghostbuster
 runit's svlogd log directory
+.TP
+/sys/fs/bpf/eghostbuster
+the daemon's pinned maps and links (lock table, CLOSE_WAIT stamps), per version; removed by eghostbuster unpin
+.TP
+/var/lib/eghostbuster/sweep-sockets.state
+sockets sweep has seen in CLOSE_WAIT, with when it first saw them (--state-file)
 .SH "SEE ALSO"
 runsv(8), sv(8), systemctl(1)
 "#;
@@ -153,17 +166,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "BYTES", default_value = "1M", value_parser = parse_ring_size)]
     pub ring_buffer_size: u32,
 
-    /// Idle time in CLOSE_WAIT before a socket is destroyed (500ms, 5s, 2m, 1h)
-    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
-    pub close_wait_timeout: Duration,
-
-    /// Only sockets whose local or remote port is PORT (repeatable; at most 32)
-    #[arg(long = "port", value_name = "PORT")]
-    pub ports: Vec<u16>,
-
-    /// Never touch sockets whose local or remote port is PORT (repeatable; at most 32)
-    #[arg(long = "exclude-port", value_name = "PORT")]
-    pub exclude_ports: Vec<u16>,
+    #[command(flatten)]
+    pub sockets: SocketScope,
 
     /// How stale sockets are destroyed: bpf_sock_destroy (kfunc, Linux 6.5+),
     /// sock_diag SOCK_DESTROY (netlink), or auto (kfunc when the kernel has it)
@@ -228,6 +232,44 @@ pub struct LockScope {
     pub excludes: Vec<String>,
 }
 
+/// Which CLOSE_WAIT sockets, and how long they may idle: shared by `run`
+/// and `sweep`.
+#[derive(Debug, Clone, Args)]
+pub struct SocketScope {
+    /// Idle time in CLOSE_WAIT before a socket is destroyed (500ms, 5s, 2m, 1h)
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
+    pub close_wait_timeout: Duration,
+
+    /// Only sockets whose local or remote port is PORT (repeatable; at most 32)
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+
+    /// Never touch sockets whose local or remote port is PORT (repeatable; at most 32)
+    #[arg(long = "exclude-port", value_name = "PORT")]
+    pub exclude_ports: Vec<u16>,
+}
+
+impl SocketScope {
+    /// The port filter, once the lists and the timeout are checked.
+    pub fn filter(&self) -> Result<PortFilter, String> {
+        if self.ports.len() > MAX_PORTS || self.exclude_ports.len() > MAX_PORTS {
+            return Err(format!(
+                "at most {MAX_PORTS} --port and {MAX_PORTS} --exclude-port"
+            ));
+        }
+        if self.close_wait_timeout.is_zero() {
+            return Err("--close-wait-timeout must be more than 0".into());
+        }
+        Ok(PortFilter {
+            ports: self.ports.clone(),
+            exclude: self.exclude_ports.clone(),
+        })
+    }
+}
+
+/// Where `sweep` remembers CLOSE_WAIT sockets between runs.
+pub const DEFAULT_SWEEP_STATE: &str = "/var/lib/eghostbuster/sweep-sockets.state";
+
 #[derive(Debug, Clone, Args)]
 pub struct SweepArgs {
     #[command(flatten)]
@@ -238,7 +280,16 @@ pub struct SweepArgs {
     #[arg(long, value_name = "DUR", default_value = "1h", value_parser = parse_duration)]
     pub min_age: Duration,
 
-    /// Report what would be removed; remove nothing
+    #[command(flatten)]
+    pub sockets: SocketScope,
+
+    /// Where CLOSE_WAIT sockets seen by earlier runs are remembered (one
+    /// run cannot tell how long a socket has waited); the directory is
+    /// created
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_SWEEP_STATE, value_parser = parse_state_file)]
+    pub state_file: PathBuf,
+
+    /// Report what would be removed or destroyed; remove and destroy nothing
     #[arg(long)]
     pub dry_run: bool,
 
@@ -289,6 +340,20 @@ fn parse_textfile(s: &str) -> Result<PathBuf, String> {
         Some(d) if d.is_dir() => Ok(p),
         _ => Err(format!("{s:?}: its directory does not exist")),
     }
+}
+
+/// `--state-file`: an absolute file path without '.'/'..' components.
+fn parse_state_file(s: &str) -> Result<PathBuf, String> {
+    let p = Path::new(s);
+    if !p.is_absolute() || s.ends_with('/') || p.file_name().is_none() {
+        return Err(format!("{s:?} is not an absolute file path"));
+    }
+    if p.components()
+        .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+    {
+        return Err(format!("{s:?} contains '.' or '..'"));
+    }
+    Ok(p.to_path_buf())
 }
 
 /// Durations: a number and a unit, `500ms`, `5s`, `2m`, `1h` (no unit: seconds).
@@ -396,9 +461,9 @@ mod tests {
         let Command::Run(a) = cli.command else {
             panic!("not run")
         };
-        assert_eq!(a.close_wait_timeout, Duration::from_secs(2));
-        assert_eq!(a.ports, vec![5000, 6000]);
-        assert_eq!(a.exclude_ports, vec![22]);
+        assert_eq!(a.sockets.close_wait_timeout, Duration::from_secs(2));
+        assert_eq!(a.sockets.ports, vec![5000, 6000]);
+        assert_eq!(a.sockets.exclude_ports, vec![22]);
         assert_eq!(a.socket_destroy, DestroyChoice::Netlink);
         let Command::Run(d) = Cli::try_parse_from(["eghostbuster", "run"])
             .unwrap()
@@ -406,7 +471,7 @@ mod tests {
         else {
             panic!("not run")
         };
-        assert_eq!(d.close_wait_timeout, Duration::from_secs(60));
+        assert_eq!(d.sockets.close_wait_timeout, Duration::from_secs(60));
         assert_eq!(d.socket_destroy, DestroyChoice::Auto);
         for bad in [
             &["--close-wait-timeout", "soon"][..],
@@ -417,6 +482,48 @@ mod tests {
             args.extend_from_slice(bad);
             assert!(Cli::try_parse_from(args).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn sweep_socket_options() {
+        let cli = Cli::try_parse_from([
+            "eghostbuster",
+            "sweep",
+            "--no-locks",
+            "--close-wait-timeout",
+            "5s",
+            "--port",
+            "80",
+            "--exclude-port",
+            "22",
+            "--state-file",
+            "/tmp/egb/x.state",
+        ])
+        .unwrap();
+        let Command::Sweep(a) = cli.command else {
+            panic!("not sweep")
+        };
+        assert_eq!(a.sockets.close_wait_timeout, Duration::from_secs(5));
+        let f = a.sockets.filter().unwrap();
+        assert_eq!((f.ports, f.exclude), (vec![80], vec![22]));
+        assert_eq!(a.state_file, PathBuf::from("/tmp/egb/x.state"));
+        let Command::Sweep(d) = Cli::try_parse_from(["eghostbuster", "sweep"])
+            .unwrap()
+            .command
+        else {
+            panic!("not sweep")
+        };
+        assert_eq!(d.state_file, PathBuf::from(DEFAULT_SWEEP_STATE));
+        assert_eq!(d.sockets.close_wait_timeout, Duration::from_secs(60));
+        for bad in ["rel.state", "/tmp/../x", "/tmp/dir/", ""] {
+            assert!(parse_state_file(bad).is_err(), "{bad:?} accepted");
+        }
+        let mut zero = d.sockets.clone();
+        zero.close_wait_timeout = Duration::ZERO;
+        assert!(zero.filter().is_err());
+        let mut many = d.sockets.clone();
+        many.ports = (1..=33).collect();
+        assert!(many.filter().is_err());
     }
 
     #[test]

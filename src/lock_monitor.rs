@@ -4,10 +4,8 @@
 //! and the cause when something fails, and pins maps and links so that
 //! tracking goes on while the agent is stopped or being upgraded.
 
-use std::fs::File;
 use std::mem::MaybeUninit;
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
@@ -17,7 +15,8 @@ use crate::bpf::locks::{LocksSkel, LocksSkelBuilder};
 use crate::events::{Exit, LockKey, Record};
 use crate::lock_worker::LockKernel;
 use crate::patterns::{MAX_SUFFIXES, MAX_SUFFIX_LEN};
-use crate::sysenv::{self, exit_tracepoint_has_group_dead, has_syscall_tracepoint, Unmet};
+use crate::pins;
+use crate::sysenv::{exit_tracepoint_has_group_dead, has_syscall_tracepoint, Unmet};
 
 pub struct LockBpfConfig {
     pub non_exclusive: bool,
@@ -28,8 +27,9 @@ pub struct LockBpfConfig {
     pub ring_buffer_size: u32,
     /// Use the exit program for kernels without `group_dead` (tests).
     pub force_exit_fallback: bool,
-    /// Pin maps and links under this bpffs directory; `None`: no pins.
-    pub pin_root: Option<PathBuf>,
+    /// Pin maps and links in this directory (`pins::PinDir`, taken by the
+    /// caller); `None`: no pins.
+    pub pin_dir: Option<PathBuf>,
 }
 
 pub struct LockMonitor<'obj> {
@@ -38,84 +38,14 @@ pub struct LockMonitor<'obj> {
     pub attached: Vec<&'static str>,
     /// How whole-process exit is seen on this kernel.
     pub exit_hook: &'static str,
-    /// This version's pin directory, and the links pinned in it.
-    pub pin_dir: Option<PathBuf>,
+    /// The links pinned in the pin directory.
     pub pinned_links: Vec<PathBuf>,
-    /// flock on the pin root: one daemon per pin directory.
-    _pin_lock: Option<File>,
 }
 
-/// Pins are kept per version and per BPF source hash. bpffs refuses names
-/// with a '.', hence 0_1_0-1a2b3c4d.
-pub fn pin_version() -> String {
-    format!(
-        "{}-{}",
-        env!("CARGO_PKG_VERSION").replace('.', "_"),
-        env!("EGHOSTBUSTER_BPF_HASH")
-    )
-}
-
+/// Maps pinned in the pin directory, by their names there.
 const PINNED_MAPS: [&str; 4] = ["locks", "exited", "owners", "lock_events"];
-
-/// Take the pin root for this daemon: on bpffs, locked, other versions'
-/// pins removed (their layout is not ours to read).
-fn prepare_pins(root: &Path) -> Result<(File, PathBuf)> {
-    sysenv::ensure_bpffs(root)?;
-    std::fs::create_dir_all(root).map_err(|e| {
-        Unmet(format!(
-            "cannot create the pin directory {}: {e}",
-            root.display()
-        ))
-    })?;
-    if !sysenv::is_bpffs(root) {
-        return Err(Unmet(format!(
-            "--pin-dir {} is not on a bpf filesystem",
-            root.display()
-        ))
-        .into());
-    }
-    let lock = lock_pin_root(root)?;
-    let mine = root.join(pin_version());
-    for entry in std::fs::read_dir(root)?.flatten() {
-        let p = entry.path();
-        if p != mine && p.is_dir() {
-            remove_pins(&p)?;
-            log::info!("removed the pins of another version ({})", p.display());
-        }
-    }
-    std::fs::create_dir_all(&mine)?;
-    Ok((lock, mine))
-}
-
-/// flock the pin root; fails when another daemon holds it.
-pub fn lock_pin_root(root: &Path) -> Result<File> {
-    let dir = File::open(root).with_context(|| format!("opening {}", root.display()))?;
-    // SAFETY: flock on a descriptor we own.
-    let r = unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if r != 0 {
-        return Err(Unmet(format!(
-            "another eghostbuster daemon uses the pin directory {} (stop it, or give --pin-dir or --no-pin)",
-            root.display()
-        ))
-        .into());
-    }
-    Ok(dir)
-}
-
-/// Remove one version directory of pins: its entries are bpffs objects.
-pub fn remove_pins(dir: &Path) -> Result<()> {
-    if !sysenv::is_bpffs(dir) {
-        anyhow::bail!(
-            "{} is not on a bpf filesystem; not touching it",
-            dir.display()
-        );
-    }
-    for entry in std::fs::read_dir(dir)?.flatten() {
-        std::fs::remove_file(entry.path())
-            .with_context(|| format!("unpinning {}", entry.path().display()))?;
-    }
-    std::fs::remove_dir(dir).with_context(|| format!("removing {}", dir.display()))
-}
+/// Prefix of the lock programs' pinned links.
+const LINK_PREFIX: &str = "link_";
 
 pub fn load<'obj>(
     storage: &'obj mut MaybeUninit<OpenObject>,
@@ -127,7 +57,7 @@ pub fn load<'obj>(
         )
         .into());
     }
-    let pins = cfg.pin_root.as_deref().map(prepare_pins).transpose()?;
+    let pin_dir = cfg.pin_dir.as_deref();
     let mut open = LocksSkelBuilder::default()
         .open(storage)
         .context("opening the lock BPF object")?;
@@ -165,7 +95,7 @@ pub fn load<'obj>(
     m.lock_events
         .set_max_entries(cfg.ring_buffer_size)
         .context("sizing the lock ring buffer")?;
-    if let Some((_, dir)) = &pins {
+    if let Some(dir) = pin_dir {
         // libbpf reuses a compatible pinned map, or creates and pins one
         for (name, map) in PINNED_MAPS.iter().zip([
             &mut m.locks,
@@ -210,7 +140,7 @@ pub fn load<'obj>(
     progs.handle_exit_legacy.set_autoload(!group_dead);
 
     let skel = open.load().map_err(|e| {
-        let hint = if pins.is_some() {
+        let hint = if pin_dir.is_some() {
             " (if pinned maps of other sizes exist, run `eghostbuster unpin` or keep the sizes)"
         } else {
             ""
@@ -252,32 +182,14 @@ pub fn load<'obj>(
             attached.push(tp);
         }
     }
-    if let Some((_, dir)) = &pins {
-        // The new programs are attached; now detach a previous instance's
-        // (their pins hold them) and pin ours in their place. Both write
-        // the same maps, so nothing is lost in between.
-        let names: Vec<String> = attached.iter().map(|tp| link_pin_name(tp)).collect();
-        for entry in std::fs::read_dir(dir)?.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with("link_") {
-                if let Ok(mut old) = Link::open(entry.path()) {
-                    let _ = old.unpin();
-                } else {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
-        }
-        for (link, name) in links.iter_mut().zip(&names) {
-            let path = dir.join(name);
-            link.pin(&path)
-                .with_context(|| format!("pinning {}", path.display()))?;
-            pinned_links.push(path);
-        }
+    if let Some(dir) = pin_dir {
+        let mut named: Vec<(String, &mut Link)> = attached
+            .iter()
+            .map(|tp| tp.to_string())
+            .zip(links.iter_mut())
+            .collect();
+        pinned_links = pins::replace_links(dir, LINK_PREFIX, &mut named)?;
     }
-    let (pin_lock, pin_dir) = match pins {
-        Some((l, d)) => (Some(l), Some(d)),
-        None => (None, None),
-    };
     Ok(LockMonitor {
         skel,
         _links: links,
@@ -287,21 +199,8 @@ pub fn load<'obj>(
         } else {
             "tp_btf/sched_process_exit signal->live"
         },
-        pin_dir,
         pinned_links,
-        _pin_lock: pin_lock,
     })
-}
-
-fn link_pin_name(tp: &str) -> String {
-    let base: String = tp
-        .split(' ')
-        .next()
-        .unwrap_or(tp)
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .collect();
-    format!("link_{base}")
 }
 
 /// The kernel's tables, by map handles the worker thread owns.

@@ -12,6 +12,7 @@ mod lockfile;
 mod metrics;
 mod netns;
 mod patterns;
+mod pins;
 mod poller;
 mod procfs;
 mod removal;
@@ -21,6 +22,7 @@ mod sock_worker;
 mod sockets;
 mod status;
 mod sweep;
+mod sweep_sockets;
 mod sysenv;
 mod verdict;
 mod worker;
@@ -43,7 +45,7 @@ use crate::metrics::Metrics;
 use crate::patterns::LockMatcher;
 use crate::sock_monitor::{SockBpfConfig, SockMonitor};
 use crate::sock_worker::SockWork;
-use crate::sockets::{Method, PortFilter, MAX_PORTS};
+use crate::sockets::Method;
 use crate::sysenv::Unmet;
 use crate::worker::{Msg, Outputs, Worker};
 
@@ -155,11 +157,11 @@ fn unpin(root: &std::path::Path) -> Result<()> {
         ))
         .into());
     }
-    let _lock = lock_monitor::lock_pin_root(root)?;
+    let _lock = pins::lock_pin_root(root)?;
     let mut n = 0;
     for entry in std::fs::read_dir(root)?.flatten() {
         if entry.path().is_dir() {
-            lock_monitor::remove_pins(&entry.path())?;
+            pins::remove_pins(&entry.path())?;
             n += 1;
         }
     }
@@ -168,7 +170,8 @@ fn unpin(root: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// `sweep`: exit 0 when nothing went wrong, 1 when a removal failed.
+/// `sweep`: exit 0 when nothing went wrong, 1 when a removal or a
+/// destruction failed.
 fn sweep(args: SweepArgs) -> Result<u8> {
     let s = &args.scope;
     let matcher = LockMatcher::new(&s.includes, &s.excludes, &s.paths).map_err(Usage)?;
@@ -177,11 +180,15 @@ fn sweep(args: SweepArgs) -> Result<u8> {
     }
     if !args.no_locks && s.paths.is_empty() {
         return Err(Usage(
-            "sweep needs at least one --path for lock files (it never scans the whole host)".into(),
+            "sweep needs at least one --path for lock files (it never scans the whole host; --no-locks sweeps sockets only)".into(),
         )
         .into());
     }
+    let filter = args.sockets.filter().map_err(Usage)?;
     sysenv::check_privileges()?;
+    if !args.no_sockets {
+        sweep_sockets::prepare_state_file(&args.state_file).map_err(Usage)?;
+    }
     let metrics = Metrics::default();
     let mut failed = 0;
     if !args.no_locks {
@@ -199,6 +206,22 @@ fn sweep(args: SweepArgs) -> Result<u8> {
         metrics
             .lock_removal_failures_total
             .fetch_add(summary.failed, Ordering::Relaxed);
+        failed += summary.failed;
+    }
+    if !args.no_sockets {
+        let summary = sweep_sockets::sweep_sockets(
+            &sweep_sockets::SweepSockets {
+                filter: &filter,
+                timeout: args.sockets.close_wait_timeout,
+                state_file: &args.state_file,
+                dry_run: args.dry_run,
+            },
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        );
+        for _ in 0..summary.destroyed {
+            metrics.socket_destroyed("netlink");
+        }
         failed += summary.failed;
     }
     if let Some(path) = &args.metrics_textfile {
@@ -284,19 +307,8 @@ fn run(args: RunArgs) -> Result<()> {
         )
         .into());
     }
-    if args.ports.len() > MAX_PORTS || args.exclude_ports.len() > MAX_PORTS {
-        return Err(Usage(format!(
-            "at most {MAX_PORTS} --port and {MAX_PORTS} --exclude-port"
-        ))
-        .into());
-    }
-    if args.close_wait_timeout.is_zero() {
-        return Err(Usage("--close-wait-timeout must be more than 0".into()).into());
-    }
-    let filter = PortFilter {
-        ports: args.ports.clone(),
-        exclude: args.exclude_ports.clone(),
-    };
+    let filter = args.sockets.filter().map_err(Usage)?;
+    let close_wait_timeout = args.sockets.close_wait_timeout;
     let http = match args.metrics_listen {
         Some(addr) => Some(
             tiny_http::Server::http(addr)
@@ -317,6 +329,14 @@ fn run(args: RunArgs) -> Result<()> {
     signals.add(Signal::SIGTERM);
     signals.thread_block().context("blocking SIGINT/SIGTERM")?;
 
+    // one pin directory for both monitors, locked once for this daemon
+    let pin_root = if args.no_pin {
+        None
+    } else {
+        Some(pins::PinDir::take(&args.pin_dir)?)
+    };
+    let pin_dir = pin_root.as_ref().map(|p| p.dir.clone());
+
     let mut lock_storage = MaybeUninit::uninit();
     let lock_monitor = if args.no_locks {
         None
@@ -330,7 +350,7 @@ fn run(args: RunArgs) -> Result<()> {
                 max_locks: args.max_locks,
                 ring_buffer_size: args.ring_buffer_size,
                 force_exit_fallback: args.force_exit_fallback,
-                pin_root: (!args.no_pin).then(|| args.pin_dir.clone()),
+                pin_dir: pin_dir.clone(),
             },
         )?)
     };
@@ -341,11 +361,12 @@ fn run(args: RunArgs) -> Result<()> {
         Some(sock_monitor::load(
             &mut sock_storage,
             &SockBpfConfig {
-                timeout: args.close_wait_timeout,
+                timeout: close_wait_timeout,
                 filter: filter.clone(),
                 destroy: args.socket_destroy,
                 dry_run: args.dry_run,
                 force_idle_fallback: args.force_idle_fallback,
+                pin_dir: pin_dir.clone(),
             },
         )?)
     };
@@ -369,6 +390,8 @@ fn run(args: RunArgs) -> Result<()> {
         "dry_run": args.dry_run,
         "features": {},
     });
+    header["pin_dir"] = serde_json::json!(pin_dir.as_ref().map(|p| p.display().to_string()));
+    let mut pinned_links = Vec::new();
     let mut lock_events = None;
     let mut locks = None;
     if let Some(m) = &lock_monitor {
@@ -385,12 +408,7 @@ fn run(args: RunArgs) -> Result<()> {
             )
             .context("reading this process's namespaces")?,
         );
-        header["pin_dir"] = serde_json::json!(m.pin_dir.as_ref().map(|p| p.display().to_string()));
-        header["pinned_links"] = serde_json::json!(m
-            .pinned_links
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>());
+        pinned_links.extend(m.pinned_links.iter().cloned());
         header["attached"] = serde_json::json!(m.attached);
         header["features"]["exit"] = serde_json::json!(m.exit_hook);
         header["features"]["lock_events"] = serde_json::json!("ring buffer");
@@ -398,7 +416,7 @@ fn run(args: RunArgs) -> Result<()> {
         ready.push(format!(
             "lock monitor attached ({}); scope: {scope}{}",
             m.attached.join(", "),
-            m.pin_dir
+            pin_dir
                 .as_ref()
                 .map(|d| format!("; pinned in {}", d.display()))
                 .unwrap_or_default()
@@ -413,7 +431,9 @@ fn run(args: RunArgs) -> Result<()> {
             skel,
             links,
             reaper,
+            pinned_links: sock_pins,
         } = m;
+        pinned_links.extend(sock_pins);
         sock_events = Some(MapHandle::try_from(&skel.maps.sock_events).context("sock_events map")?);
         let method = match reaper.method {
             Method::Kfunc => "kfunc (bpf_sock_destroy)",
@@ -421,8 +441,8 @@ fn run(args: RunArgs) -> Result<()> {
         };
         header["features"]["socket_destroy"] = serde_json::json!(method);
         ready.push(format!(
-            "socket monitor attached (inet_sock_set_state, tcp reaper); destroy method: {method}; close-wait timeout {:?}; ports: {}{}",
-            args.close_wait_timeout,
+            "socket monitor attached (inet_sock_set_state, tcp reaper); destroy method: {method}; close-wait timeout {:?}; ports: {}{}{}",
+            close_wait_timeout,
             if filter.ports.is_empty() {
                 "all".to_string()
             } else {
@@ -432,11 +452,15 @@ fn run(args: RunArgs) -> Result<()> {
                 String::new()
             } else {
                 format!(", except {:?}", filter.exclude)
-            }
+            },
+            pin_dir
+                .as_ref()
+                .map(|d| format!("; stamps pinned in {}", d.display()))
+                .unwrap_or_default()
         ));
         let mut work = SockWork::new(
             Box::new(reaper),
-            args.close_wait_timeout,
+            close_wait_timeout,
             filter,
             args.dry_run,
             metrics.clone(),
@@ -446,6 +470,10 @@ fn run(args: RunArgs) -> Result<()> {
         sockets_work = Some(work);
         _sock_skel = (skel, links);
     }
+    header["pinned_links"] = serde_json::json!(pinned_links
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>());
     let mut worker = Worker::new(
         locks,
         sockets_work,

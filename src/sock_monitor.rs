@@ -1,9 +1,14 @@
 //! Loads and attaches the socket programs (bpf/sockets.bpf.c): configures
 //! timeout and port scope, picks the reaper variant the kernel supports, and
-//! runs the reaper iterator inside a given network namespace.
+//! runs the reaper iterator inside a given network namespace. With a pin
+//! directory, the CLOSE_WAIT stamps, the event ring buffer and the
+//! tracepoint link are pinned: sockets keep being stamped as they enter
+//! CLOSE_WAIT while the daemon is stopped, and a restarted daemon ages them
+//! from that entry, not from its own first sight.
 
 use std::io::Read;
 use std::mem::MaybeUninit;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -13,6 +18,7 @@ use libbpf_rs::{Iter, Link, MapCore, MapFlags, MapHandle, OpenObject};
 use crate::bpf::sockets::types::sock_counters;
 use crate::bpf::sockets::{SocketsSkel, SocketsSkelBuilder};
 use crate::netns;
+use crate::pins;
 use crate::sock_diag;
 use crate::sockets::{decode_reaped, Method, PortFilter, ReapKind, Reaped, MAX_PORTS};
 use crate::sysenv::Unmet;
@@ -35,7 +41,17 @@ pub struct SockBpfConfig {
     pub dry_run: bool,
     /// Ignore CONFIG_HZ: age by the sends the reaper's visits see.
     pub force_idle_fallback: bool,
+    /// Pin maps and the tracepoint link in this directory
+    /// (`pins::PinDir`, taken by the caller); `None`: no pins.
+    pub pin_dir: Option<PathBuf>,
 }
+
+/// Maps pinned in the pin directory, by their names there (the lock
+/// monitor's are other names in the same directory).
+const PINNED_MAPS: [&str; 2] = ["stamps", "sock_events"];
+/// Prefix of the socket programs' pinned links; the lock monitor's is
+/// "link_", so neither replaces the other's.
+const LINK_PREFIX: &str = "sock_link_";
 
 pub struct SockMonitor<'obj> {
     pub skel: SocketsSkel<'obj>,
@@ -43,6 +59,8 @@ pub struct SockMonitor<'obj> {
     pub links: Vec<Link>,
     /// The reaper's iterator link, handed to the worker.
     pub reaper: Reaper,
+    /// Pinned links (the tracepoint's), when pinning.
+    pub pinned_links: Vec<PathBuf>,
 }
 
 /// Does the kernel export the `bpf_sock_destroy` kfunc (Linux 6.5)?
@@ -90,6 +108,14 @@ pub fn load<'obj>(
     ro.n_exclude = cfg.filter.exclude.len() as u32;
     ro.exclude_ports[..cfg.filter.exclude.len()].copy_from_slice(&cfg.filter.exclude);
     ro.ignore_hz = cfg.force_idle_fallback;
+    if let Some(dir) = &cfg.pin_dir {
+        // libbpf reuses a compatible pinned map, or creates and pins one
+        let m = &mut open.maps;
+        for (name, map) in PINNED_MAPS.iter().zip([&mut m.stamps, &mut m.sock_events]) {
+            map.set_pin_path(dir.join(name))
+                .with_context(|| format!("pin path for {name}"))?;
+        }
+    }
 
     // Destroying in the kernel needs the kfunc; every other case reports
     // only (dry run, netlink), and a program that calls a missing kfunc
@@ -111,11 +137,21 @@ pub fn load<'obj>(
     } else {
         log::debug!("socket monitor: CONFIG_HZ={hz}");
     }
-    let tp = skel.progs.handle_set_state.attach().map_err(|e| {
+    let mut tp = skel.progs.handle_set_state.attach().map_err(|e| {
         Unmet(format!(
             "attaching the socket program to inet_sock_set_state failed: {e}"
         ))
     })?;
+    // attached: now the previous instance's link can go (the iterator
+    // link is not pinned: it only runs when the worker reads it)
+    let pinned_links = match &cfg.pin_dir {
+        Some(dir) => pins::replace_links(
+            dir,
+            LINK_PREFIX,
+            &mut [("inet_sock_set_state".to_string(), &mut tp)],
+        )?,
+        None => Vec::new(),
+    };
     let reaper_prog = if destroy_in_kernel {
         &skel.progs.reap_destroy
     } else {
@@ -135,6 +171,7 @@ pub fn load<'obj>(
             filter: cfg.filter.clone(),
             bss,
         },
+        pinned_links,
     })
 }
 

@@ -56,7 +56,7 @@ fn lock_taken_before_a_restart_is_removed_after_it() {
     assert!(a.wait_log(&["tracking", "before.lock"]), "{}", a.log_text());
     assert_eq!(a.stop(), Some(0));
     let b = pinned_agent(dir.path(), &pins);
-    assert!(b.log_has("adopted 1 tracked lock"), "{}", b.log_text());
+    assert!(b.wait_log(&["adopted 1 tracked lock"]), "{}", b.log_text());
     procs.kill(owner, libc::SIGKILL);
     assert!(wait_for(PATIENCE, || !exists(&lock)), "{}", b.log_text());
 }
@@ -203,4 +203,123 @@ fn status_shows_programs_features_and_locks() {
     assert_eq!(agent.stop(), Some(0));
     // stopped: no status, exit 3
     assert_eq!(run(false).status.code(), Some(3));
+}
+
+fn tcp_state(s: &std::net::TcpStream) -> u8 {
+    use std::os::fd::AsRawFd;
+    let mut info = [0u8; 256];
+    let mut len = info.len() as libc::socklen_t;
+    // SAFETY: info is large enough for struct tcp_info; len says so.
+    let r = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(r, 0);
+    info[0]
+}
+
+/// The CLOSE_WAIT stamps survive a restart: a socket that entered
+/// CLOSE_WAIT under one daemon is destroyed by the next about the timeout
+/// after its entry, not the timeout after the restart.
+#[test]
+fn socket_stamps_survive_a_restart() {
+    use std::net::{TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+    if !privileged() {
+        return;
+    }
+    const TIMEOUT: Duration = Duration::from_secs(3);
+    let pins = Pins::new("sockets");
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port().to_string();
+    let args = [
+        "--no-locks",
+        "--port",
+        &port,
+        "--close-wait-timeout",
+        "3s",
+        "--pin-dir",
+        &pins.arg(),
+    ];
+    let mut a = Agent::start(&args);
+    let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (s, peer) = l.accept().unwrap();
+    let entered = Instant::now();
+    drop(c);
+    assert!(wait_for(PATIENCE, || tcp_state(&s) == 8), "no CLOSE_WAIT");
+    assert!(
+        a.wait_log(&[&peer.to_string(), "entered CLOSE_WAIT"]),
+        "{}",
+        a.log_text()
+    );
+    assert_eq!(a.stop(), Some(0));
+    std::thread::sleep(Duration::from_secs(1));
+    let b = Agent::start(&args);
+    let ready = Instant::now();
+    assert!(
+        wait_for(PATIENCE, || tcp_state(&s) == 7),
+        "not destroyed; log:\n{}",
+        b.log_text()
+    );
+    let destroyed = Instant::now();
+    let since_entry = destroyed - entered;
+    eprintln!(
+        "destroyed {since_entry:?} after entering CLOSE_WAIT, {:?} after the restart was ready",
+        destroyed - ready
+    );
+    // never before the timeout; and well before a timeout after the restart,
+    // which is when a daemon that lost the stamps would act
+    assert!(
+        since_entry >= TIMEOUT - Duration::from_millis(100),
+        "{since_entry:?}"
+    );
+    assert!(
+        destroyed < ready + TIMEOUT - Duration::from_millis(500),
+        "destroyed {since_entry:?} after entry, {:?} after the restart: aged from the restart",
+        destroyed - ready
+    );
+    assert!(
+        since_entry < TIMEOUT + Duration::from_millis(1500),
+        "{since_entry:?}"
+    );
+    assert!(
+        b.wait_log(&["destroyed CLOSE_WAIT socket", &peer.to_string()]),
+        "{}",
+        b.log_text()
+    );
+    assert!(
+        !b.log_has("since the agent first saw it"),
+        "{}",
+        b.log_text()
+    );
+    let mut b = b;
+    assert_eq!(b.stop(), Some(0));
+    // stopped: stamps, ring buffer and tracepoint link stay pinned
+    let version_dir = std::fs::read_dir(&pins.0)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let names: Vec<String> = std::fs::read_dir(&version_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for want in ["stamps", "sock_events", "sock_link_inet_sock_set_state"] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} not pinned: {names:?}"
+        );
+    }
+    let out = Command::new(BIN)
+        .args(["unpin", "--pin-dir", &pins.arg()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!pins.0.exists(), "pins left behind");
 }

@@ -1,0 +1,305 @@
+//! `eghostbuster sweep` for CLOSE_WAIT sockets, end to end: the real
+//! binary, real sockets on loopback and in a network namespace the test
+//! creates. Each test scopes the sweep to its own port (`--port`) and its
+//! own state file, so nothing else on the host is touched.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{privileged, test_dir, BIN};
+
+const TIMEOUT: &str = "2s";
+/// Longer than TIMEOUT plus the state file's rounding to whole seconds.
+const APART: Duration = Duration::from_millis(3300);
+
+const TCP_ESTABLISHED: u8 = 1;
+const TCP_CLOSE: u8 = 7;
+const TCP_CLOSE_WAIT: u8 = 8;
+
+fn sweep(port: u16, state: &Path, extra: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(["sweep", "--no-locks", "--close-wait-timeout", TIMEOUT])
+        .args(["--port", &port.to_string()])
+        .arg("--state-file")
+        .arg(state)
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("running sweep")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Exit 0 and nothing printed.
+fn assert_quiet(o: &Output) {
+    let (out, err) = text(o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert_eq!((out.as_str(), err.as_str()), ("", ""));
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn tcp_state(s: &TcpStream) -> u8 {
+    let mut info = [0u8; 256];
+    let mut len = info.len() as libc::socklen_t;
+    // SAFETY: info is large enough for struct tcp_info; len says so.
+    let r = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(r, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    info[0]
+}
+
+fn wait_state(s: &TcpStream, want: u8) -> bool {
+    common::wait_for(Duration::from_secs(5), || tcp_state(s) == want)
+}
+
+/// A server-side socket in CLOSE_WAIT on `l`: the client connected and
+/// closed. The socket and the client's address.
+fn close_wait_on(l: &TcpListener) -> (TcpStream, SocketAddr) {
+    let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (s, peer) = l.accept().unwrap();
+    drop(c);
+    assert!(wait_state(&s, TCP_CLOSE_WAIT), "no CLOSE_WAIT");
+    (s, peer)
+}
+
+#[test]
+fn sweeps_a_timeout_apart_destroy_the_leak_and_keep_the_rest() {
+    if !privileged() {
+        return;
+    }
+    let dir = test_dir("sweepsock");
+    let state = dir.path().join("sub/dir/sweep.state"); // the directory is created
+    let port = free_port();
+    let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    // the leak: the peer closed, the server never will
+    let (leaked, leaked_peer) = close_wait_on(&l);
+    // an idle ESTABLISHED connection
+    let mut idle_client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (mut idle_server, _) = l.accept().unwrap();
+    // a half-closed connection whose server keeps sending its response
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (mut sender, _) = l.accept().unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    assert!(wait_state(&sender, TCP_CLOSE_WAIT));
+    let reader = thread::spawn(move || {
+        let mut got = Vec::new();
+        let _ = client.read_to_end(&mut got);
+        got.len()
+    });
+    let stop_at = Instant::now() + APART + Duration::from_secs(2);
+    let writer = thread::spawn(move || {
+        while Instant::now() < stop_at {
+            if sender.write_all(b"part of a long response\n").is_err() {
+                return Err("the sending server was hit");
+            }
+            thread::sleep(Duration::from_millis(300));
+        }
+        Ok(sender)
+    });
+
+    // first sight: remembered, nothing destroyed, nothing said
+    assert_quiet(&sweep(port, &state, &[]));
+    let remembered = std::fs::read_to_string(&state).unwrap();
+    assert!(
+        remembered.contains(&leaked_peer.to_string()),
+        "{remembered}"
+    );
+    assert_eq!(tcp_state(&leaked), TCP_CLOSE_WAIT);
+
+    thread::sleep(APART);
+    let out = sweep(port, &state, &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    for part in [
+        "destroyed CLOSE_WAIT socket",
+        &format!("127.0.0.1:{port} -> {leaked_peer}"),
+        "in CLOSE_WAIT for at least ",
+        "s (seen first at ",
+        &format!("owner pid {} (", std::process::id()),
+        "method netlink",
+    ] {
+        assert!(lines[0].contains(part), "{part:?} not in {stdout}");
+    }
+    assert_eq!(tcp_state(&leaked), TCP_CLOSE);
+    // the destroyed socket is forgotten; the sender is remembered
+    let after = std::fs::read_to_string(&state).unwrap();
+    assert!(!after.contains(&leaked_peer.to_string()), "{after}");
+
+    // the others are untouched
+    assert_eq!(tcp_state(&idle_server), TCP_ESTABLISHED);
+    idle_server.write_all(b"ping").unwrap();
+    let mut buf = [0u8; 4];
+    idle_client.read_exact(&mut buf).unwrap();
+    let sender = writer.join().unwrap().unwrap();
+    assert_eq!(tcp_state(&sender), TCP_CLOSE_WAIT);
+    drop(sender);
+    assert!(reader.join().unwrap() > 0);
+    // nothing left to do: quiet
+    assert_quiet(&sweep(port, &state, &[]));
+}
+
+#[test]
+fn first_run_never_destroys_and_dry_run_destroys_nothing() {
+    if !privileged() {
+        return;
+    }
+    let dir = test_dir("sweepsockdry");
+    let state = dir.path().join("sweep.state");
+    let port = free_port();
+    let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let (s, peer) = close_wait_on(&l);
+    // in CLOSE_WAIT longer than the timeout already, but never seen: kept
+    thread::sleep(APART);
+    assert_quiet(&sweep(port, &state, &[]));
+    assert_eq!(tcp_state(&s), TCP_CLOSE_WAIT);
+    thread::sleep(APART);
+    let out = sweep(port, &state, &["--dry-run"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with(&format!(
+            "would destroy CLOSE_WAIT socket 127.0.0.1:{port} -> {peer}"
+        )) && stdout.trim_end().ends_with("(dry run)"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().count(), 1);
+    assert_eq!(tcp_state(&s), TCP_CLOSE_WAIT);
+    // the dry run kept the first sight: the real run acts at once
+    let out = sweep(port, &state, &[]);
+    assert!(text(&out).0.starts_with("destroyed"), "{:?}", text(&out));
+    assert_eq!(tcp_state(&s), TCP_CLOSE);
+}
+
+/// A network namespace, deleted when dropped (even when the test fails).
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("egb-test-{}-{tag}", std::process::id());
+        let ok = Command::new("ip").args(["netns", "add", &name]).status();
+        assert!(ok.is_ok_and(|s| s.success()), "ip netns add {name}");
+        let ns = Netns(name);
+        let ok = Command::new("ip")
+            .args(["-n", &ns.0, "link", "set", "lo", "up"])
+            .status();
+        assert!(ok.is_ok_and(|s| s.success()), "bringing lo up in {}", ns.0);
+        ns
+    }
+
+    /// Run `f` on a thread inside the namespace; sockets it makes live there.
+    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let file = std::fs::File::open(format!("/run/netns/{}", self.0)).unwrap();
+        thread::scope(|s| {
+            s.spawn(move || {
+                // SAFETY: setns on a descriptor we own, for this thread only.
+                let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+                f()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
+    }
+}
+
+#[test]
+fn close_wait_in_another_namespace_is_destroyed() {
+    if !privileged() {
+        return;
+    }
+    let dir = test_dir("sweepsockns");
+    let state = dir.path().join("sweep.state");
+    let ns = Netns::new("sweep");
+    // a port nobody uses on the host either, so no other test's scope
+    let port = free_port();
+    let inode = ns.run(|| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino()
+    });
+    let (s, _l, peer) = ns.run(|| {
+        let l = TcpListener::bind(("::1", port)).unwrap();
+        let (s, peer) = close_wait_on(&l);
+        (s, l, peer)
+    });
+    assert_quiet(&sweep(port, &state, &[]));
+    thread::sleep(APART);
+    let out = sweep(port, &state, &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with(&format!(
+            "destroyed CLOSE_WAIT socket [::1]:{port} -> {peer} in netns {inode}:"
+        )),
+        "{stdout}"
+    );
+    assert_eq!(tcp_state(&s), TCP_CLOSE);
+}
+
+#[test]
+fn bad_state_files_and_durations_are_usage_errors() {
+    let run = |args: &[&str]| {
+        let o = Command::new(BIN)
+            .args(["sweep", "--no-locks"])
+            .args(args)
+            .output()
+            .unwrap();
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        err
+    };
+    assert!(run(&["--state-file", "relative.state"]).contains("absolute"));
+    assert!(run(&["--state-file", "/tmp/x/../y.state"]).contains(".."));
+    assert!(run(&["--close-wait-timeout", "soon"]).contains("duration"));
+    assert!(run(&["--close-wait-timeout", "0s"]).contains("more than 0"));
+    assert!(run(&["--min-age", "1y"]).contains("unit"));
+    if !privileged() {
+        return;
+    }
+    // a directory that cannot be made: its parent is a file
+    let dir = test_dir("sweepsockbad");
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    let bad = file.join("sweep.state");
+    assert!(run(&["--state-file", bad.to_str().unwrap()]).contains("cannot create"));
+    // a directory where the file should be
+    let d = dir.path().to_str().unwrap();
+    assert!(run(&["--state-file", d]).contains("not a regular file"));
+}
