@@ -286,6 +286,8 @@ static __always_inline int handle_open(long fd, __u64 open_flags)
 	id = bpf_get_current_pid_tgid();
 	key.dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
 	key.ino = BPF_CORE_READ(file, f_inode, i_ino);
+	key.gen = BPF_CORE_READ(file, f_inode, i_generation);
+	key._pad = 0;
 	s->rec.tgid = id >> 32;
 	s->rec.owner_start = BPF_CORE_READ(task, group_leader, start_boottime);
 	s->rec.mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);

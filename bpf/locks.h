@@ -27,10 +27,17 @@ enum lock_event_kind {
 /* lock_record.flags set by user space */
 #define LOCK_R_STALE 0x100	/* judged stale, kept for a live process */
 
-/* Key of the "locks" table: the file's identity. */
+/*
+ * Key of the "locks" table: the file's identity. The inode's generation
+ * tells apart two files that got the same inode number one after the other
+ * (ext4 and tmpfs reuse a freed number at once): without it, forgetting a
+ * removed lock could delete the record of the next lock on its inode.
+ */
 struct lock_key {
 	__u64 dev;		/* kernel dev_t of the superblock (MAJOR<<20|MINOR) */
 	__u64 ino;
+	__u32 gen;		/* inode->i_generation */
+	__u32 _pad;
 };
 
 /*

@@ -22,6 +22,8 @@ pub const LOCK_R_STALE: u32 = 0x100;
 pub struct LockKey {
     pub dev: u64,
     pub ino: u64,
+    /// The inode's generation: two files with one inode number differ here.
+    pub gen: u32,
 }
 
 impl LockKey {
@@ -33,6 +35,8 @@ impl LockKey {
         let k = lock_key {
             dev: self.dev,
             ino: self.ino,
+            gen: self.gen,
+            _pad: 0,
         };
         // SAFETY: lock_key is plain integers.
         unsafe { plain::as_bytes(&k) }.to_vec()
@@ -43,6 +47,7 @@ impl LockKey {
         Ok(LockKey {
             dev: k.dev,
             ino: k.ino,
+            gen: k.gen,
         })
     }
 }
@@ -198,6 +203,7 @@ pub fn decode(data: &[u8]) -> Result<LockEvent, String> {
                 key: LockKey {
                     dev: c.key.dev,
                     ino: c.key.ino,
+                    gen: c.key.gen,
                 },
             }))
         }
@@ -224,6 +230,8 @@ mod tests {
             key: lock_key {
                 dev: (8 << 20) | 1,
                 ino: 77,
+                gen: 5,
+                _pad: 0,
             },
         };
         let LockEvent::Created(c) = decode(unsafe { plain::as_bytes(&rec) }).unwrap() else {

@@ -131,6 +131,8 @@ pub struct LockWork<K: LockKernel> {
     kernel: K,
     locks: HashMap<LockKey, Tracked>,
     by_owner: HashMap<u32, HashSet<LockKey>>,
+    /// The newest tracked lock on each file (device + inode number).
+    by_file: HashMap<FileId, LockKey>,
     /// Owners seen dead once without an exit event (confirmed next tick).
     suspect: HashSet<u32>,
     own_pid: u32,
@@ -148,6 +150,7 @@ impl<K: LockKernel> LockWork<K> {
             kernel,
             locks: HashMap::new(),
             by_owner: HashMap::new(),
+            by_file: HashMap::new(),
             suspect: HashSet::new(),
             own_pid: std::process::id(),
             own_mnt_ns: procfs::own_ns("mnt")?,
@@ -404,6 +407,9 @@ impl<K: LockKernel> LockWork<K> {
 
     /// Forget a lock here only (the kernel record stays).
     fn drop_entry(&mut self, key: &LockKey) {
+        if self.by_file.get(&key.file()) == Some(key) {
+            self.by_file.remove(&key.file());
+        }
         if let Some(lock) = self.locks.remove(key) {
             if let Some(set) = self.by_owner.get_mut(&lock.owner()) {
                 set.remove(key);
@@ -442,6 +448,7 @@ impl<K: LockKernel> LockWork<K> {
             log::warn!("could not update the record of {}", lock.rec.path.display());
         }
         self.by_owner.entry(pid).or_default().insert(key);
+        self.by_file.insert(key.file(), key);
         if !self.kernel.watch(pid) {
             log::warn!(
                 "owners map full: the exit of pid {pid} ({}) is only noticed by polling",

@@ -689,3 +689,32 @@ fn other_mount_namespace_same_file_is_removed_other_file_is_kept() {
     );
     let _ = (p1, p2);
 }
+
+#[test]
+fn back_to_back_kills_on_reused_inode_numbers_are_all_removed() {
+    // ext4 and tmpfs hand a freed inode number to the next file at once:
+    // removing one lock must never lose the record of the next one, even
+    // when it is created while the first is being removed
+    if !privileged() {
+        return;
+    }
+    let dir = test_dir("reuse");
+    let agent = agent_for(dir.path(), &[]);
+    let mut procs = Procs::default();
+    let locks: Vec<_> = (0..300)
+        .map(|i| dir.path().join(format!("b{i}.lock")))
+        .collect();
+    for l in &locks {
+        let c = cstr(l);
+        let pid = procs.fork(move || {
+            create(&c, true, b"");
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+        });
+        procs.reap(pid);
+    }
+    let all_gone = wait_for(std::time::Duration::from_secs(20), || {
+        locks.iter().all(|l| !exists(l))
+    });
+    let left: Vec<_> = locks.iter().filter(|l| exists(l)).collect();
+    assert!(all_gone, "missed: {left:?}\n{}", agent.log_text());
+}
