@@ -328,7 +328,9 @@ static __always_inline int handle_open(long fd, __u64 open_flags)
 	return 0;
 }
 
-/* x86_64 syscall arguments in the saved user registers: di, si, dx, r10 */
+/* x86_64 syscall arguments in the saved user registers: di, si, dx, r10.
+ * A direct (BTF) load, not a probe-read helper call: this runs on every
+ * successful open on the host. */
 static __always_inline struct pt_regs *user_regs(void)
 {
 	return (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
@@ -339,7 +341,7 @@ int handle_openat_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	if (ctx->ret < 0)
 		return 0;
-	return handle_open(ctx->ret, BPF_CORE_READ(user_regs(), dx));
+	return handle_open(ctx->ret, user_regs()->dx);
 }
 
 SEC("tracepoint/syscalls/sys_exit_open")
@@ -347,7 +349,7 @@ int handle_open_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	if (ctx->ret < 0)
 		return 0;
-	return handle_open(ctx->ret, BPF_CORE_READ(user_regs(), si));
+	return handle_open(ctx->ret, user_regs()->si);
 }
 
 SEC("tracepoint/syscalls/sys_exit_creat")
