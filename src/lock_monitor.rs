@@ -203,6 +203,22 @@ pub fn load<'obj>(
     progs
         .handle_unlinkat_exit
         .set_autoload(wanted("sys_exit_unlinkat"));
+    progs.handle_link_exit.set_autoload(wanted("sys_exit_link"));
+    progs
+        .handle_linkat_exit
+        .set_autoload(wanted("sys_exit_linkat"));
+    progs
+        .handle_mkdir_exit
+        .set_autoload(wanted("sys_exit_mkdir"));
+    progs
+        .handle_mkdirat_exit
+        .set_autoload(wanted("sys_exit_mkdirat"));
+    progs
+        .handle_symlink_exit
+        .set_autoload(wanted("sys_exit_symlink"));
+    progs
+        .handle_symlinkat_exit
+        .set_autoload(wanted("sys_exit_symlinkat"));
     // sched_process_exit's group_dead argument is recent; older kernels
     // get the program that reads signal->live instead
     let group_dead = exit_tracepoint_has_group_dead() && !cfg.force_exit_fallback;
@@ -225,7 +241,7 @@ pub fn load<'obj>(
     let mut pinned_links = Vec::new();
     {
         let p = &skel.progs;
-        let all: [(&'static str, &libbpf_rs::ProgramMut<'_>); 11] = [
+        let all: [(&'static str, &libbpf_rs::ProgramMut<'_>); 17] = [
             ("sys_exit_openat", &p.handle_openat_exit),
             ("sys_exit_openat2", &p.handle_openat2_exit),
             ("sys_exit_open", &p.handle_open_exit),
@@ -235,6 +251,12 @@ pub fn load<'obj>(
             ("sys_exit_renameat2", &p.handle_renameat2_exit),
             ("sys_exit_renameat", &p.handle_renameat_exit),
             ("sys_exit_rename", &p.handle_rename_exit),
+            ("sys_exit_link", &p.handle_link_exit),
+            ("sys_exit_linkat", &p.handle_linkat_exit),
+            ("sys_exit_mkdir", &p.handle_mkdir_exit),
+            ("sys_exit_mkdirat", &p.handle_mkdirat_exit),
+            ("sys_exit_symlink", &p.handle_symlink_exit),
+            ("sys_exit_symlinkat", &p.handle_symlinkat_exit),
             ("sched_process_exit", &p.handle_exit),
             (
                 "sched_process_exit (no group_dead: signal->live)",

@@ -10,19 +10,21 @@
 //! adopts both maps and carries on.
 
 use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use crate::events::{
-    Created, Exit, LockEvent, LockKey, Record, LOCK_F_OWNER_UNTRACKED, LOCK_F_PATH_TRUNCATED,
-    LOCK_F_TABLE_FULL, LOCK_F_UNREACHABLE,
+    Created, Exit, LockEvent, LockKey, LockKind, Record, LOCK_F_OWNER_UNTRACKED,
+    LOCK_F_PATH_TRUNCATED, LOCK_F_TABLE_FULL, LOCK_F_UNREACHABLE,
 };
-use crate::lockfile;
+use crate::lockfile::{self, DirContent};
 use crate::metrics::{KeptReason, Metrics};
 use crate::patterns::{LockMatcher, Match};
-use crate::procfs::{self, FileId};
-use crate::removal::{self, Outcome, Target};
-use crate::verdict::{self, ExitKind, Keep, OnExit};
+use crate::procfs::{self, FileId, NsPid};
+use crate::removal::{self, Outcome, Shape, Target};
+use crate::verdict::{self, ExitKind, Keep, OnExit, PidInFile};
 
 /// The kernel side's tables, as the worker uses them.
 pub trait LockKernel {
@@ -103,8 +105,54 @@ struct Work {
     cause: Cause,
 }
 
+/// Where a lock's path is resolved (check 5: in the creator's mount
+/// namespace).
+enum Root {
+    /// Our own mount namespace.
+    Here,
+    /// Another one, through a live process in it: a descriptor on
+    /// /proc/PID/root, under which paths resolve with RESOLVE_IN_ROOT.
+    Inside { root: OwnedFd, pid: u32 },
+    /// Another one that no live process shares (gone, or held only by a
+    /// bind mount): nothing to resolve it through.
+    Unreachable,
+}
+
+impl Root {
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Root::Inside { root, .. } => Some(root.as_fd()),
+            _ => None,
+        }
+    }
+
+    /// For log lines: where it was judged.
+    fn place(&self) -> String {
+        match self {
+            Root::Inside { pid, .. } => format!(" (in the mount namespace of pid {pid})"),
+            _ => String::new(),
+        }
+    }
+}
+
+/// The root of a live process's mount namespace view, or None.
+fn open_proc_root(pid: u32, mnt_ns: u64) -> Option<OwnedFd> {
+    let fd = nix::fcntl::open(
+        format!("/proc/{pid}/root").as_str(),
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()?;
+    // SAFETY: a fresh descriptor from open.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // the PID may have ended and been reused between the choice and the open
+    (procfs::ns_of(pid, "mnt") == Some(mnt_ns)).then_some(fd)
+}
+
 struct Candidate {
     lock: Tracked,
+    /// " (in the mount namespace of pid N)" or "".
+    place: String,
     /// Handed to removal::remove_all for the batch.
     target: Option<Target>,
     reason: String,
@@ -165,8 +213,13 @@ impl<K: LockKernel> LockWork<K> {
         let records = self.kernel.records();
         let exits = self.kernel.pending_exits();
         let n = records.len();
-        for (key, rec) in records {
+        let (pending, known): (Vec<_>, Vec<_>) =
+            records.into_iter().partition(|(k, _)| k.is_pending());
+        for (key, rec) in known {
             self.insert(key, rec);
+        }
+        for (key, rec) in pending {
+            self.resolve_pending(key, rec);
         }
         if n > 0 || !exits.is_empty() {
             log::info!(
@@ -223,7 +276,147 @@ impl<K: LockKernel> LockWork<K> {
         if self.locks.len() >= self.prune_at {
             self.prune();
         }
-        self.insert(c.key, rec);
+        if c.key.is_pending() {
+            self.resolve_pending(c.key, rec);
+        } else {
+            self.insert(c.key, rec);
+        }
+    }
+
+    /// The root to resolve a path of mount namespace `mnt_ns` under; the
+    /// processes in `prefer` are tried first.
+    fn root_for(&self, mnt_ns: u64, prefer: &[u32]) -> Root {
+        if mnt_ns == self.own_mnt_ns {
+            return Root::Here;
+        }
+        for pid in procfs::procs_in_mnt_ns(mnt_ns, prefer) {
+            if let Some(root) = open_proc_root(pid, mnt_ns) {
+                return Root::Inside { root, pid };
+            }
+        }
+        Root::Unreachable
+    }
+
+    /// A lock taken by name (link, mkdir, symlink, rename): the kernel
+    /// knew only the caller's string. Resolve it where the caller lives,
+    /// refusing symlinks, and key the record by the real device and inode.
+    /// A plain rename only moves a lock already tracked: follow it.
+    ///
+    /// Between the creation and this lookup (milliseconds) the name could
+    /// be replaced; a replacement taken by any tracked way is recorded
+    /// again by the kernel, after this one, and its creator then wins.
+    fn resolve_pending(&mut self, pkey: LockKey, mut rec: Record) {
+        self.kernel.forget(pkey);
+        let raw = rec.path.clone();
+        if rec.flags & (LOCK_F_PATH_TRUNCATED | LOCK_F_UNREACHABLE) != 0 {
+            log::debug!(
+                "ignoring {} by pid {} ({}): its directory could not be resolved",
+                raw.display(),
+                rec.tgid,
+                rec.comm
+            );
+            return;
+        }
+        let Some(path) = lockfile::normalize(&raw) else {
+            return;
+        };
+        if matches!(
+            self.cfg.matcher.classify(&path),
+            Match::OutOfScope | Match::NotLockName
+        ) {
+            return;
+        }
+        let root = self.root_for(rec.mnt_ns, &[rec.tgid]);
+        if matches!(root, Root::Unreachable) {
+            log::info!(
+                "not tracking {}: made by pid {} ({}) in a mount namespace no live process shares",
+                path.display(),
+                rec.tgid,
+                rec.comm
+            );
+            return;
+        }
+        // the raw name, resolved refusing every symlink: then `..` means
+        // what normalize() made of it
+        let st = match lockfile::open_parent_in(root.fd(), &raw).and_then(|d| d.stat(d.name())) {
+            Ok(st) => st,
+            Err(e) => {
+                log::debug!(
+                    "not tracking {} ({:?} by pid {} ({})): {e}",
+                    path.display(),
+                    rec.kind,
+                    rec.tgid,
+                    rec.comm
+                );
+                return;
+            }
+        };
+        let key = LockKey::of(st.id);
+        rec.path = path;
+        if let Some(t) = self.locks.get(&key) {
+            if matches!(rec.kind, LockKind::Moved | LockKind::Rename) {
+                if t.rec.path != rec.path {
+                    self.follow(key, rec.path);
+                }
+                return;
+            }
+            if self.still_named(t) {
+                return; // another name for a tracked lock's inode
+            }
+        }
+        if rec.kind == LockKind::Moved {
+            return; // not exclusive: a lock only if it already was one
+        }
+        let shape_ok = match rec.kind {
+            LockKind::Mkdir => st.dir,
+            LockKind::Symlink => st.symlink,
+            _ => st.regular,
+        };
+        if !shape_ok {
+            log::debug!(
+                "not tracking {}: no longer a {}",
+                rec.path.display(),
+                rec.kind.what()
+            );
+            return;
+        }
+        if !self.kernel.store(key, &rec) {
+            log::warn!(
+                "a lock created by pid {} was not recorded: the locks table is full (--max-locks)",
+                rec.tgid
+            );
+            return;
+        }
+        self.insert(key, rec);
+    }
+
+    /// A tracked lock was renamed to another lock name: track it there.
+    fn follow(&mut self, key: LockKey, to: PathBuf) {
+        let class = self.cfg.matcher.classify(&to);
+        let Some(l) = self.locks.get_mut(&key) else {
+            return;
+        };
+        log::info!(
+            "following {} (pid {} {}): renamed to {}",
+            l.rec.path.display(),
+            l.rec.tgid,
+            l.rec.comm,
+            to.display()
+        );
+        l.rec.path = to;
+        l.class = class;
+        let rec = l.rec.clone();
+        if !self.kernel.store(key, &rec) {
+            log::warn!("could not update the record of {}", rec.path.display());
+        }
+    }
+
+    /// Does the lock's name still refer to its inode, where it was made?
+    fn still_named(&self, l: &Tracked) -> bool {
+        let root = self.root_for(l.rec.mnt_ns, &[l.owner()]);
+        lockfile::open_parent_in(root.fd(), &l.rec.path)
+            .and_then(|d| d.stat(d.name()))
+            .is_ok_and(|st| st.id == l.file)
     }
 
     /// Track one record, or forget it when it is none of our business.
@@ -251,10 +444,11 @@ impl<K: LockKernel> LockWork<K> {
             );
         }
         log::debug!(
-            "tracking {} (pid {} {})",
+            "tracking {} (pid {} {}, {:?})",
             rec.path.display(),
             rec.tgid,
-            rec.comm
+            rec.comm,
+            rec.kind
         );
         self.drop_entry(&key); // an inode number reused after an unlink
         self.by_owner.entry(rec.tgid).or_default().insert(key);
@@ -278,7 +472,7 @@ impl<K: LockKernel> LockWork<K> {
         };
         let gone: Vec<LockKey> = keys
             .iter()
-            .filter(|k| !self.locks.get(k).is_some_and(still_named))
+            .filter(|k| !self.locks.get(k).is_some_and(|l| self.still_named(l)))
             .copied()
             .collect();
         for k in gone {
@@ -456,7 +650,7 @@ impl<K: LockKernel> LockWork<K> {
         let gone: Vec<LockKey> = self
             .locks
             .values()
-            .filter(|l| !still_named(l))
+            .filter(|l| !self.still_named(l))
             .map(|l| l.key)
             .collect();
         for k in &gone {
@@ -509,14 +703,15 @@ impl<K: LockKernel> LockWork<K> {
         let outcomes = removal::remove_all(&targets, &ignore, self.cfg.dry_run);
         for (c, outcome) in cands.into_iter().zip(outcomes) {
             let path = c.lock.rec.path.display();
+            let place = &c.place;
             match outcome {
                 Outcome::Removed => {
-                    log::info!("removed {path}: {}", c.reason);
+                    log::info!("removed {path}{place}: {}", c.reason);
                     self.metrics.locks_removed_total.fetch_add(1, Relaxed);
                     self.untrack(&c.lock.key);
                 }
                 Outcome::WouldRemove => {
-                    log::info!("would remove {path}: {} (dry run)", c.reason);
+                    log::info!("would remove {path}{place}: {} (dry run)", c.reason);
                     self.untrack(&c.lock.key);
                 }
                 Outcome::Kept(keep) => self.keep(&c, keep, &mut next),
@@ -546,10 +741,19 @@ impl<K: LockKernel> LockWork<K> {
             None
         };
         // A lock made in another mount namespace (a container, or a
-        // sandboxed service) is judged only if its path names the very same
-        // inode here too; check 1 (device + inode) decides. Otherwise the
-        // name here is some other file, and is kept.
-        let foreign = lock.rec.mnt_ns != self.own_mnt_ns;
+        // sandboxed service) is judged there, through a live process that
+        // shares it. When none does, it is judged only if its path names
+        // the very same inode here too; check 1 (device + inode) decides.
+        // Otherwise the name here is some other file, and is kept.
+        let root = self.root_for(lock.rec.mnt_ns, &[lock.owner(), cause.pid()]);
+        let foreign = matches!(root, Root::Unreachable);
+        if foreign {
+            log::info!(
+                "{path}: no live process shares the mount namespace pid {} ({}) made it in; judging the same path here",
+                lock.owner(),
+                lock.rec.comm
+            );
+        }
         let released = |s: &mut Self, what: &str| {
             if foreign {
                 log::info!(
@@ -564,7 +768,7 @@ impl<K: LockKernel> LockWork<K> {
             s.untrack(&key);
             None
         };
-        let dir = match lockfile::open_parent(&lock.rec.path) {
+        let dir = match lockfile::open_parent_in(root.fd(), &lock.rec.path) {
             Ok(d) => d,
             Err(e) if lockfile::is_gone(&e) => return released(self, "its directory is gone"),
             Err(e) if lockfile::is_symlink_refusal(&e) => {
@@ -590,15 +794,49 @@ impl<K: LockKernel> LockWork<K> {
         if st.id != lock.file {
             return released(self, "the name belongs to another file");
         }
-        if !st.regular {
-            log::info!("kept {path}: no longer a regular file");
+        let kind = lock.rec.kind;
+        let shape_ok = match kind {
+            LockKind::Mkdir => st.dir,
+            LockKind::Symlink => st.symlink,
+            _ => st.regular,
+        };
+        if !shape_ok {
+            log::info!("kept {path}: no longer a {}", kind.what());
             self.kept(KeptReason::Other);
             return done(self);
         }
-        let pid = dir
-            .read_head(dir.name())
-            .ok()
-            .and_then(|h| verdict::parse_pid_line(&h));
+        // what names the owner: a symlink's target (never followed), a
+        // lock directory's one small file, or the file's first line
+        let mut other_data = None;
+        let (pid, shape) = match kind {
+            LockKind::Symlink => (
+                dir.read_link(dir.name())
+                    .ok()
+                    .and_then(|t| verdict::parse_symlink_owner(&t)),
+                Shape::File,
+            ),
+            LockKind::Mkdir => match dir.dir_content(dir.name()) {
+                Ok(DirContent::Empty) => (None, Shape::Dir(None)),
+                Ok(DirContent::One { name, id, head }) => {
+                    (verdict::parse_pid_line(&head), Shape::Dir(Some((name, id))))
+                }
+                Ok(DirContent::Other(why)) => {
+                    other_data = Some(why);
+                    (None, Shape::Dir(None))
+                }
+                Err(e) => {
+                    log::warn!("kept {path}: cannot read the lock directory: {e}");
+                    self.kept(KeptReason::Other);
+                    return done(self);
+                }
+            },
+            _ => (
+                dir.read_head(dir.name())
+                    .ok()
+                    .and_then(|h| verdict::parse_pid_line(&h)),
+                Shape::File,
+            ),
+        };
 
         let (reason, stale) = match (cause, lock.stale_reason()) {
             (Cause::Gone { pid }, None) => {
@@ -673,22 +911,46 @@ impl<K: LockKernel> LockWork<K> {
             }
             _ => {}
         }
-        let pid = removal::judge_pid(
-            pid,
-            lock.rec.pid_ns == self.own_pid_ns,
-            &[cause.pid()],
-            st.mtime_ns,
-        );
+        if let Some(why) = other_data {
+            log::info!("kept {path}: the lock directory holds other data ({why}); {reason}");
+            self.kept(KeptReason::Other);
+            return done(self);
+        }
+        let pid = self.judge_pid(pid, &lock, cause, st.mtime_ns);
         Some(Candidate {
             target: Some(Target {
                 dir,
                 file: lock.file,
+                shape,
                 pid,
             }),
+            place: root.place(),
             lock,
             reason,
             stale,
         })
+    }
+
+    /// Check 4 in the creator's PID namespace: a PID written in a
+    /// container is looked up there (NSpid of its processes).
+    fn judge_pid(
+        &self,
+        pid: Option<u32>,
+        lock: &Tracked,
+        cause: &Cause,
+        mtime_ns: i128,
+    ) -> PidInFile {
+        let exiting = [cause.pid()];
+        match pid {
+            Some(p) if lock.rec.pid_ns != self.own_pid_ns => {
+                match procfs::host_pid(p, lock.rec.pid_ns) {
+                    NsPid::Host(h) => removal::judge_pid(Some(h), true, &exiting, mtime_ns),
+                    NsPid::Dead => PidInFile::Dead(p),
+                    NsPid::Unknown => PidInFile::Uninterpretable,
+                }
+            }
+            _ => removal::judge_pid(pid, true, &exiting, mtime_ns),
+        }
     }
 
     /// Keep a lock for a live process, which becomes its owner: when that
@@ -729,12 +991,4 @@ impl<K: LockKernel> LockWork<K> {
             });
         }
     }
-}
-
-/// Does the lock's name still refer to its inode? (lstat; no symlinks)
-fn still_named(l: &Tracked) -> bool {
-    std::fs::symlink_metadata(&l.rec.path).is_ok_and(|m| {
-        use std::os::unix::fs::MetadataExt;
-        FileId::from_stat(m.dev(), m.ino()) == l.file
-    })
 }
