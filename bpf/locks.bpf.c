@@ -243,14 +243,22 @@ static __always_inline __u32 build_path(struct scratch *s, struct vfsmount *vfsm
 	return w.pos;
 }
 
-static __always_inline __u32 pid_ns_inum(struct task_struct *task)
+/* The PID namespace @pid was allocated in (its innermost), and @pid's
+ * number there. */
+static __always_inline __u32 pid_ns_nr(struct pid *pid, __u32 *nr)
 {
-	struct pid *pid = BPF_CORE_READ(task, thread_pid);
 	unsigned int level = BPF_CORE_READ(pid, level);
 	struct upid up = {};
 
 	bpf_probe_read_kernel(&up, sizeof(up), &pid->numbers[level & 31]);
+	if (nr)
+		*nr = up.nr;
 	return BPF_CORE_READ(up.ns, ns.inum);
+}
+
+static __always_inline __u32 pid_ns_inum(struct task_struct *task)
+{
+	return pid_ns_nr(BPF_CORE_READ(task, thread_pid), NULL);
 }
 
 /* The record's owner fields: the current task, as creator. */
@@ -634,6 +642,8 @@ static __always_inline int handle_exit_common(struct task_struct *p, bool group_
 	e.kind = LOCK_EV_EXIT;
 	e.tgid = tgid;
 	e.ppid = BPF_CORE_READ(parent, tgid);
+	/* a lock file names its owner as the owner's PID namespace numbers it */
+	e.pid_ns = pid_ns_nr(BPF_CORE_READ(p, group_leader, thread_pid), &e.ns_tgid);
 	e.status = status;
 	e.start_boottime = BPF_CORE_READ(p, group_leader, start_boottime);
 	e.parent_start_boottime = BPF_CORE_READ(parent, group_leader, start_boottime);

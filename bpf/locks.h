@@ -103,8 +103,9 @@ struct lock_exit {
 	__u64 start_boottime;	/* of the exiting group leader, ns */
 	__u64 parent_start_boottime;
 	__u32 parent_subreaper;	/* the parent is a child subreaper */
-	__u32 _pad;
+	__u32 ns_tgid;		/* tgid in its own (innermost) PID namespace */
 	char comm[LOCK_COMM_LEN];
+	__u64 pid_ns;		/* inode number of that PID namespace */
 };
 
 /* A tracked owner removed or renamed some name: its locks may be gone. */

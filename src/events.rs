@@ -208,6 +208,9 @@ pub struct Exit {
     pub parent_start_boottime: u64,
     pub parent_subreaper: bool,
     pub comm: String,
+    /// Its tgid in its own PID namespace, and that namespace's inode.
+    pub ns_tgid: u32,
+    pub pid_ns: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,6 +232,8 @@ impl Exit {
             parent_start_boottime: e.parent_start_boottime,
             parent_subreaper: e.parent_subreaper != 0,
             comm: comm_str(&e.comm),
+            ns_tgid: e.ns_tgid,
+            pid_ns: e.pid_ns,
         })
     }
 }
@@ -368,6 +373,8 @@ mod tests {
             status: 9,
             parent_subreaper: 1,
             comm: comm_bytes("sleep"),
+            ns_tgid: 2,
+            pid_ns: 7,
             ..Default::default()
         };
         let e = decode(unsafe { plain::as_bytes(&rec) }).unwrap();
@@ -381,6 +388,8 @@ mod tests {
                 parent_start_boottime: 0,
                 parent_subreaper: true,
                 comm: "sleep".into(),
+                ns_tgid: 2,
+                pid_ns: 7,
             })
         );
         let g = lock_name_gone {

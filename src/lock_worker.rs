@@ -85,6 +85,9 @@ enum Cause {
         ppid: u32,
         parent_subreaper: bool,
         parent_start: u64,
+        /// Its tgid in its own PID namespace, and that namespace.
+        ns_tgid: u32,
+        pid_ns: u64,
     },
     /// The owner is gone, and no exit was seen for it.
     Gone { pid: u32 },
@@ -492,6 +495,8 @@ impl<K: LockKernel> LockWork<K> {
             ppid: e.ppid,
             parent_subreaper: e.parent_subreaper,
             parent_start: e.parent_start_boottime,
+            ns_tgid: e.ns_tgid,
+            pid_ns: e.pid_ns,
         };
         let start = procfs::boottime_ns_to_ticks(e.start_boottime);
         keys.iter()
@@ -874,11 +879,15 @@ impl<K: LockKernel> LockWork<K> {
                     ppid,
                     parent_subreaper,
                     parent_start,
+                    ns_tgid,
+                    pid_ns,
                 },
                 None,
             ) => {
                 let kind = ExitKind::from_wait_status(*status);
-                let names_self = pid == Some(*p) && lock.rec.pid_ns == self.own_pid_ns;
+                // the file's PID is read in the creator's PID namespace;
+                // the exiting process's number there, if it lives in it
+                let names_self = pid == Some(*ns_tgid) && lock.rec.pid_ns == *pid_ns;
                 let owner = format!("owner pid {p} ({comm}) {kind}");
                 match verdict::on_exit(kind, names_self, *ppid, *parent_subreaper) {
                     OnExit::Stale => (owner, (*p, *status, comm.clone())),

@@ -447,3 +447,38 @@ fn pid_written_in_a_pid_namespace_is_read_there() {
         agent.log_text()
     );
 }
+
+/// `set -C; echo $$ > f.lock; exit 0` inside a PID namespace: the file
+/// names its creator as that namespace numbers it, so it is stale though
+/// the exit was clean (not handed to the parent).
+#[test]
+fn lock_naming_its_creator_in_a_pid_namespace_is_stale_on_clean_exit() {
+    if !privileged() {
+        return;
+    }
+    let dir = test_dir("pidns-self");
+    let agent = agent_for(dir.path(), &[]);
+    let mut procs = Procs::default();
+    let lock = dir.path().join("self.lock");
+    std::fs::write(
+        dir.path().join("pidself.sh"),
+        "sh -c 'set -C; echo $$ > self.lock; exit 0'\n\
+         sleep 1000\n",
+    )
+    .unwrap();
+    let unshare = procs.sh(
+        "exec unshare --pid --fork --kill-child --mount-proc sh ./pidself.sh",
+        dir.path(),
+    );
+    assert!(
+        agent.wait_log(&[
+            &format!("removed {}", lock.display()),
+            "exited with status 0"
+        ]),
+        "{}",
+        agent.log_text()
+    );
+    assert!(!exists(&lock));
+    assert!(!agent.log_has("handed"), "{}", agent.log_text());
+    procs.kill(unshare, libc::SIGKILL);
+}
