@@ -509,23 +509,34 @@ int handle_unlink_exit(struct trace_event_raw_sys_exit *ctx)
 
 /*
  * Renames: onto a matching name, RENAME_NOREPLACE takes a lock (the name
- * did not exist); any other rename may move a tracked lock, which user
- * space follows. The name record goes out before the owner's "name gone",
- * so that a lock its owner renamed is followed, not dropped.
+ * did not exist), whoever calls it. A plain rename by a tracked owner may
+ * move one of its locks, which user space follows; anyone else's plain
+ * rename costs one hash lookup and no string work (renames are frequent:
+ * editors, package managers). The name record goes out before the owner's
+ * "name gone", so that a lock its owner renamed is followed, not dropped.
  */
+static __always_inline int handle_rename(long dirfd, const char *uname, __u64 flags)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	bool owner = bpf_map_lookup_elem(&owners, &tgid) != NULL;
+
+	if (flags & RENAME_NOREPLACE)
+		handle_named(LOCK_K_RENAME, dirfd, uname, flags);
+	else if (owner)
+		handle_named(LOCK_K_MOVED, dirfd, uname, flags);
+	return owner ? name_gone(0) : 0;
+}
+
 SEC("tracepoint/syscalls/sys_exit_renameat2")
 int handle_renameat2_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	struct pt_regs *regs;
-	__u64 flags;
 
 	if (ctx->ret != 0)
 		return 0;
 	regs = user_regs();
-	flags = BPF_CORE_READ(regs, r8);
-	handle_named(flags & RENAME_NOREPLACE ? LOCK_K_RENAME : LOCK_K_MOVED,
-		     BPF_CORE_READ(regs, dx), (const char *)BPF_CORE_READ(regs, r10), flags);
-	return name_gone(0);
+	return handle_rename(BPF_CORE_READ(regs, dx), (const char *)BPF_CORE_READ(regs, r10),
+			     BPF_CORE_READ(regs, r8));
 }
 
 SEC("tracepoint/syscalls/sys_exit_renameat")
@@ -536,8 +547,7 @@ int handle_renameat_exit(struct trace_event_raw_sys_exit *ctx)
 	if (ctx->ret != 0)
 		return 0;
 	regs = user_regs();
-	handle_named(LOCK_K_MOVED, BPF_CORE_READ(regs, dx), (const char *)BPF_CORE_READ(regs, r10), 0);
-	return name_gone(0);
+	return handle_rename(BPF_CORE_READ(regs, dx), (const char *)BPF_CORE_READ(regs, r10), 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_rename")
@@ -545,8 +555,7 @@ int handle_rename_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	if (ctx->ret != 0)
 		return 0;
-	handle_named(LOCK_K_MOVED, AT_FDCWD, (const char *)BPF_CORE_READ(user_regs(), si), 0);
-	return name_gone(0);
+	return handle_rename(AT_FDCWD, (const char *)BPF_CORE_READ(user_regs(), si), 0);
 }
 
 /* link(old, new), linkat(olddfd, old, newdfd, new, flags): the new name */

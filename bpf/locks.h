@@ -34,8 +34,8 @@ enum lock_kind {
 	LOCK_K_MKDIR = 2,	/* mkdir/mkdirat of a lock directory */
 	LOCK_K_SYMLINK = 3,	/* symlink/symlinkat; the target names the owner */
 	LOCK_K_RENAME = 4,	/* renameat2(RENAME_NOREPLACE) onto the name */
-	LOCK_K_MOVED = 5,	/* a plain rename onto a matching name: only
-				 * follows a lock already tracked */
+	LOCK_K_MOVED = 5,	/* a tracked owner's plain rename onto a
+				 * matching name: follows its lock */
 };
 
 /*
