@@ -170,32 +170,57 @@ impl LockDir {
         })
     }
 
-    /// Remove a lock directory staged under `hidden`: its one small file
-    /// (if any, and only if it is still `inner`), then the directory. If
-    /// the directory is not empty then (something was added), it stays.
+    /// Remove a lock directory staged under `hidden`, reversibly until
+    /// the last step: its one small file (if any, and only if it is still
+    /// `inner`) is moved out next to it, the emptied directory removed
+    /// (rmdir fails if anything appeared meanwhile: then the file goes
+    /// back in), and only then the file unlinked. Never recursive.
     pub fn remove_dir(&self, hidden: &OsStr, inner: Option<&(OsString, FileId)>) -> io::Result<()> {
-        if let Some((n, id)) = inner {
-            let fd = openat(
-                Some(self.dir.as_raw_fd()),
-                hidden,
-                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )?;
-            // SAFETY: a fresh descriptor from openat.
-            let sub = LockDir {
-                dir: unsafe { OwnedFd::from_raw_fd(fd) },
-                name: n.clone(),
-            };
-            let st = sub.stat(n)?;
-            if st.id != *id || !st.regular {
-                return Err(io::Error::other(format!(
+        let Some((n, id)) = inner else {
+            unlinkat(Some(self.dir.as_raw_fd()), hidden, UnlinkatFlags::RemoveDir)?;
+            return Ok(());
+        };
+        let fd = openat(
+            Some(self.dir.as_raw_fd()),
+            hidden,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        // SAFETY: a fresh descriptor from openat.
+        let sub = unsafe { OwnedFd::from_raw_fd(fd) };
+        let (d, s) = (Some(self.dir.as_raw_fd()), Some(sub.as_raw_fd()));
+        let seq = HIDE_SEQ.fetch_add(1, Ordering::Relaxed);
+        let out = OsString::from(format!(".eghostbuster-{}-{seq}.f", std::process::id()));
+        renameat2(
+            s,
+            n.as_os_str(),
+            d,
+            out.as_os_str(),
+            RenameFlags::RENAME_NOREPLACE,
+        )?;
+        let put_back = |e: io::Error| {
+            let _ = renameat2(
+                d,
+                out.as_os_str(),
+                s,
+                n.as_os_str(),
+                RenameFlags::RENAME_NOREPLACE,
+            );
+            e
+        };
+        match self.stat(&out) {
+            Ok(st) if st.id == *id && st.regular => {}
+            Ok(_) => {
+                return Err(put_back(io::Error::other(format!(
                     "{n:?} changed inside the lock directory"
-                )));
+                ))))
             }
-            sub.unlink(n)?;
+            Err(e) => return Err(put_back(e)),
         }
-        unlinkat(Some(self.dir.as_raw_fd()), hidden, UnlinkatFlags::RemoveDir)?;
-        Ok(())
+        if let Err(e) = unlinkat(d, hidden, UnlinkatFlags::RemoveDir) {
+            return Err(put_back(e.into()));
+        }
+        self.unlink(&out)
     }
 
     /// Rename the lock to a unique hidden name in the same directory. From
@@ -365,6 +390,18 @@ mod tests {
         assert!(d.remove_dir(&hidden, None).is_err());
         d.restore(&hidden).unwrap();
         assert!(p.join("blob").exists());
+        // nor one that gained a file next to its PID file: both stay
+        std::fs::remove_file(p.join("blob")).unwrap();
+        std::fs::write(p.join("pid"), "7\n").unwrap();
+        let DirContent::One { name, id, .. } = d.dir_content(d.name()).unwrap() else {
+            panic!("one file")
+        };
+        std::fs::write(p.join("late"), "x").unwrap();
+        let hidden = d.hide().unwrap();
+        assert!(d.remove_dir(&hidden, Some(&(name, id))).is_err());
+        d.restore(&hidden).unwrap();
+        assert_eq!(std::fs::read(p.join("pid")).unwrap(), b"7\n");
+        assert!(p.join("late").exists());
     }
 
     #[test]
