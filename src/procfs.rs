@@ -138,9 +138,10 @@ pub fn ns_of(pid: u32, kind: &str) -> Option<u64> {
         .map(|m| m.ino())
 }
 
-/// Live processes in the mount namespace `mnt_ns`, `prefer` first (when
-/// they are in it), then the rest by ascending PID (a container's init
-/// first, usually).
+/// Live processes in the mount namespace `mnt_ns`, best first: the one
+/// that sees the most mounts (a chrooted process sees only those under its
+/// root, and its /proc/PID/root is not the namespace's root), then those in
+/// `prefer`, then by ascending PID (a container's init first, usually).
 pub fn procs_in_mnt_ns(mnt_ns: u64, prefer: &[u32]) -> Vec<u32> {
     let inside = |p: u32| ns_of(p, "mnt") == Some(mnt_ns) && stat(p).is_some_and(|s| s.alive());
     let mut out: Vec<u32> = prefer.iter().copied().filter(|&p| inside(p)).collect();
@@ -148,9 +149,16 @@ pub fn procs_in_mnt_ns(mnt_ns: u64, prefer: &[u32]) -> Vec<u32> {
         .filter(|p| !prefer.contains(p))
         .collect();
     rest.sort_unstable();
-    // one is enough in practice; a few in case the first ends meanwhile
+    // a few: one is enough unless it is chrooted or ends meanwhile
     out.extend(rest.into_iter().filter(|&p| inside(p)).take(4));
-    out
+    let mounts = |p: u32| {
+        fs::read_to_string(format!("/proc/{p}/mountinfo"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let mut scored: Vec<(usize, u32)> = out.into_iter().map(|p| (mounts(p), p)).collect();
+    scored.sort_by(|a, b| b.0.cmp(&a.0)); // stable: ties keep the order above
+    scored.into_iter().map(|(_, p)| p).collect()
 }
 
 /// The NSpid line of /proc/PID/status: the PID in each namespace, from
