@@ -94,6 +94,19 @@ enum Cause {
 }
 
 impl Cause {
+    fn of(e: &Exit) -> Self {
+        Cause::Exited {
+            pid: e.tgid,
+            comm: e.comm.clone(),
+            status: e.status,
+            ppid: e.ppid,
+            parent_subreaper: e.parent_subreaper,
+            parent_start: e.parent_start_boottime,
+            ns_tgid: e.ns_tgid,
+            pid_ns: e.pid_ns,
+        }
+    }
+
     fn pid(&self) -> u32 {
         match *self {
             Cause::Exited { pid, .. } | Cause::Gone { pid } => pid,
@@ -188,6 +201,12 @@ pub struct LockWork<K: LockKernel> {
     own_mnt_ns: u64,
     own_pid_ns: u64,
     prune_at: usize,
+    /// Exits in the batch being handled: a lock handed to a parent whose
+    /// own exit is in the same batch is judged for that exit at once
+    /// (its exit was looked at before it owned anything).
+    batch_exits: HashMap<u32, Exit>,
+    /// Work found while judging, for the next round.
+    deferred: Vec<Work>,
     last_counters: (u64, u64, u64),
     metrics: Arc<Metrics>,
 }
@@ -204,6 +223,8 @@ impl<K: LockKernel> LockWork<K> {
             own_mnt_ns: procfs::own_ns("mnt")?,
             own_pid_ns: procfs::own_ns("pid")?,
             prune_at: 1024,
+            batch_exits: HashMap::new(),
+            deferred: Vec::new(),
             last_counters: (0, 0, 0),
             metrics,
         })
@@ -243,11 +264,13 @@ impl<K: LockKernel> LockWork<K> {
                 LockEvent::NameGone { tgid } => self.on_name_gone(tgid),
                 LockEvent::Exit(e) => {
                     exited.push(e.tgid);
+                    self.batch_exits.insert(e.tgid, e.clone());
                     work.extend(self.on_exit(e));
                 }
             }
         }
         self.evaluate(work);
+        self.batch_exits.clear();
         for tgid in exited {
             self.kernel.exit_done(tgid);
         }
@@ -488,16 +511,7 @@ impl<K: LockKernel> LockWork<K> {
             return Vec::new();
         };
         self.suspect.remove(&e.tgid);
-        let cause = Cause::Exited {
-            pid: e.tgid,
-            comm: e.comm.clone(),
-            status: e.status,
-            ppid: e.ppid,
-            parent_subreaper: e.parent_subreaper,
-            parent_start: e.parent_start_boottime,
-            ns_tgid: e.ns_tgid,
-            pid_ns: e.pid_ns,
-        };
+        let cause = Cause::of(&e);
         let start = procfs::boottime_ns_to_ticks(e.start_boottime);
         keys.iter()
             .map(|&key| {
@@ -701,6 +715,7 @@ impl<K: LockKernel> LockWork<K> {
                 cands.push(c);
             }
         }
+        next.append(&mut self.deferred);
         if cands.is_empty() {
             return next;
         }
@@ -902,6 +917,20 @@ impl<K: LockKernel> LockWork<K> {
                         log::info!("handed {path} to parent pid {pp} ({pcomm}): {owner}");
                         self.metrics.locks_handed_total.fetch_add(1, Relaxed);
                         self.set_owner(key, pp, *parent_start, pcomm, None);
+                        // the parent's own exit may be in this very batch,
+                        // already looked at while it owned nothing
+                        let start = procfs::boottime_ns_to_ticks(*parent_start);
+                        if let Some(pe) = self
+                            .batch_exits
+                            .get(&pp)
+                            .filter(|pe| procfs::boottime_ns_to_ticks(pe.start_boottime) == start)
+                        {
+                            self.deferred.push(Work {
+                                key,
+                                owner: pp,
+                                cause: Cause::of(pe),
+                            });
+                        }
                         return None;
                     }
                 }

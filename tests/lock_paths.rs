@@ -478,3 +478,29 @@ fn lock_naming_its_creator_in_a_pid_namespace_is_stale_on_clean_exit() {
     assert!(!agent.log_has("handed"), "{}", agent.log_text());
     procs.kill(unshare, libc::SIGKILL);
 }
+
+/// `ln` takes the lock and exits 0 (handed to the shell), and the shell is
+/// killed right after: both exits often reach the agent together, and the
+/// shell's must still count once it owns the lock.
+#[test]
+fn lock_handed_to_a_parent_that_dies_at_once_is_removed() {
+    if !privileged() {
+        return;
+    }
+    let dir = test_dir("handoff-race");
+    let agent = agent_for(dir.path(), &[]);
+    let mut procs = Procs::default();
+    for i in 0..5 {
+        let script = format!(": > t{i}; ln t{i} h{i}.lock; kill -9 $$");
+        procs.sh(&script, dir.path());
+    }
+    for i in 0..5 {
+        let lock = dir.path().join(format!("h{i}.lock"));
+        assert!(
+            wait_for(PATIENCE, || !exists(&lock)),
+            "{}",
+            agent.log_text()
+        );
+    }
+    assert!(!agent.log_has("exited unseen"), "{}", agent.log_text());
+}
