@@ -157,7 +157,8 @@ pub fn procs_in_mnt_ns(mnt_ns: u64, prefer: &[u32]) -> Vec<u32> {
             .unwrap_or(0)
     };
     let mut scored: Vec<(usize, u32)> = out.into_iter().map(|p| (mounts(p), p)).collect();
-    scored.sort_by(|a, b| b.0.cmp(&a.0)); // stable: ties keep the order above
+    // stable: ties keep the order above
+    scored.sort_by_key(|&(n, _)| std::cmp::Reverse(n));
     scored.into_iter().map(|(_, p)| p).collect()
 }
 
