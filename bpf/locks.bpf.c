@@ -24,6 +24,8 @@ char LICENSE[] SEC("license") = "GPL";
 
 #define MAX_SUFFIXES 8
 #define SUFFIX_LEN 16
+#define MAX_PREFIXES 4
+#define PREFIX_LEN 16
 #define NAME_BUF 256	/* NAME_MAX + 1 */
 #define MAX_WALK 160	/* path components plus mount crossings */
 
@@ -33,6 +35,10 @@ const volatile bool any_name = false;		/* no name pre-filter */
 const volatile __u32 n_suffixes = 0;
 const volatile __u8 suffix_len[MAX_SUFFIXES] = {};
 const volatile char suffixes[MAX_SUFFIXES][SUFFIX_LEN] = {};
+/* name prefixes, for patterns with no literal tail (Emacs's ".#*") */
+const volatile __u32 n_prefixes = 0;
+const volatile __u8 prefix_len[MAX_PREFIXES] = {};
+const volatile char prefixes[MAX_PREFIXES][PREFIX_LEN] = {};
 
 struct lock_counters counters = {};
 
@@ -153,6 +159,45 @@ static __always_inline bool suffix_matches(const char *name, __u32 len, __u32 ma
 			return true;
 	}
 	return false;
+}
+
+/* Does the name @buf[start..len) begin with a configured prefix? */
+static __always_inline bool prefix_matches(const char *buf, __u32 start, __u32 len, __u32 mask)
+{
+	for (__u32 i = 0; i < MAX_PREFIXES; i++) {
+		__u32 pl;
+		bool ok = true;
+
+		if (i >= n_prefixes)
+			break;
+		pl = prefix_len[i];
+		if (pl == 0 || pl > PREFIX_LEN || start + pl > len)
+			continue;
+		for (__u32 j = 0; j < PREFIX_LEN; j++) {
+			if (j >= pl)
+				break;
+			if (buf[(start + j) & mask] != prefixes[i][j]) {
+				ok = false;
+				break;
+			}
+		}
+		if (ok)
+			return true;
+	}
+	return false;
+}
+
+/* Where the last component of the user path @p[0..len) starts. A name is
+ * at most NAME_MAX bytes, so the '/' before it is that close to the end. */
+static __always_inline __u32 base_start(const char *p, __u32 len)
+{
+	for (__u32 i = 1; i <= NAME_BUF; i++) {
+		if (i > len)
+			break;
+		if (p[(len - i) & (LOCK_PATH_MAX - 1)] == '/')
+			return len - i + 1;
+	}
+	return 0;
 }
 
 struct walk {
@@ -340,7 +385,8 @@ static __always_inline int handle_open(long fd, __u64 open_flags)
 		if (len >= NAME_BUF)
 			return 0;
 		bpf_probe_read_kernel_str(s->name, NAME_BUF, BPF_CORE_READ(dentry, d_name.name));
-		if (!suffix_matches(s->name, len, NAME_BUF - 1))
+		if (!suffix_matches(s->name, len, NAME_BUF - 1) &&
+		    !(n_prefixes && prefix_matches(s->name, 0, len, NAME_BUF - 1)))
 			return 0;
 	}
 
@@ -385,7 +431,9 @@ static __always_inline int handle_named(__u32 kind, long dirfd, const char *unam
 	for (int i = 0; i < 4; i++)
 		if (len > 1 && s->upath[(len - 1) & (LOCK_PATH_MAX - 1)] == '/')
 			len--;
-	if (!any_name && !suffix_matches(s->upath, len, LOCK_PATH_MAX - 1))
+	if (!any_name && !suffix_matches(s->upath, len, LOCK_PATH_MAX - 1) &&
+	    !(n_prefixes &&
+	      prefix_matches(s->upath, base_start(s->upath, len), len, LOCK_PATH_MAX - 1)))
 		return 0;
 
 	task = bpf_get_current_task_btf();

@@ -16,13 +16,14 @@ use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, OpenObject};
 use crate::bpf::locks::{LocksSkel, LocksSkelBuilder};
 use crate::events::{Exit, LockKey, Record};
 use crate::lock_worker::LockKernel;
-use crate::patterns::{MAX_SUFFIXES, MAX_SUFFIX_LEN};
+use crate::patterns::{KernelFilter, MAX_PREFIXES, MAX_PREFIX_LEN, MAX_SUFFIXES, MAX_SUFFIX_LEN};
 use crate::sysenv::{self, exit_tracepoint_has_group_dead, has_syscall_tracepoint, Unmet};
 
 pub struct LockBpfConfig {
     pub non_exclusive: bool,
-    /// Name suffixes for the kernel pre-filter; `None`: every name.
-    pub suffixes: Option<Vec<Vec<u8>>>,
+    /// Name suffixes and prefixes for the kernel pre-filter; `None`:
+    /// every name.
+    pub names: Option<KernelFilter>,
     pub max_owners: u32,
     pub max_locks: u32,
     pub ring_buffer_size: u32,
@@ -138,15 +139,23 @@ pub fn load<'obj>(
         .as_deref_mut()
         .context("lock BPF object has no .rodata")?;
     ro.non_exclusive = cfg.non_exclusive;
-    match &cfg.suffixes {
+    match &cfg.names {
         None => ro.any_name = true,
-        Some(list) => {
-            assert!(list.len() <= MAX_SUFFIXES);
-            ro.n_suffixes = list.len() as u32;
-            for (i, s) in list.iter().enumerate() {
+        Some(f) => {
+            assert!(f.suffixes.len() <= MAX_SUFFIXES && f.prefixes.len() <= MAX_PREFIXES);
+            ro.n_suffixes = f.suffixes.len() as u32;
+            for (i, s) in f.suffixes.iter().enumerate() {
                 assert!(s.len() <= MAX_SUFFIX_LEN);
                 ro.suffix_len[i] = s.len() as u8;
                 for (d, &b) in ro.suffixes[i].iter_mut().zip(s.iter()) {
+                    *d = b as i8;
+                }
+            }
+            ro.n_prefixes = f.prefixes.len() as u32;
+            for (i, p) in f.prefixes.iter().enumerate() {
+                assert!(p.len() <= MAX_PREFIX_LEN);
+                ro.prefix_len[i] = p.len() as u8;
+                for (d, &b) in ro.prefixes[i].iter_mut().zip(p.iter()) {
                     *d = b as i8;
                 }
             }
