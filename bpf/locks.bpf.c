@@ -16,12 +16,16 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+#define AT_FDCWD -100
+#define RENAME_NOREPLACE 1
 #define O_CREAT 0100
 #define O_EXCL 0200
 #define FMODE_CREATED 0x100000 /* set by the VFS when this open created the inode */
 
 #define MAX_SUFFIXES 8
 #define SUFFIX_LEN 16
+#define MAX_PREFIXES 4
+#define PREFIX_LEN 16
 #define NAME_BUF 256	/* NAME_MAX + 1 */
 #define MAX_WALK 160	/* path components plus mount crossings */
 
@@ -31,6 +35,10 @@ const volatile bool any_name = false;		/* no name pre-filter */
 const volatile __u32 n_suffixes = 0;
 const volatile __u8 suffix_len[MAX_SUFFIXES] = {};
 const volatile char suffixes[MAX_SUFFIXES][SUFFIX_LEN] = {};
+/* name prefixes, for patterns with no literal tail (Emacs's ".#*") */
+const volatile __u32 n_prefixes = 0;
+const volatile __u8 prefix_len[MAX_PREFIXES] = {};
+const volatile char prefixes[MAX_PREFIXES][PREFIX_LEN] = {};
 
 struct lock_counters counters = {};
 
@@ -40,6 +48,7 @@ struct lock_record _lock_record = {};
 struct lock_key _lock_key = {};
 struct lock_exit _lock_exit = {};
 struct lock_name_gone _lock_name_gone = {};
+enum lock_kind _lock_kind = 0;
 enum lock_event_kind _lock_event_kind = 0;
 
 struct {
@@ -81,9 +90,12 @@ struct {
 } exited SEC(".maps");
 
 struct scratch {
-	struct lock_record rec;
+	struct lock_record rec;	/* must stay first: copies into rec.path
+				 * may run past it into the buffers below
+				 * as far as the verifier knows */
 	char buf[LOCK_PATH_MAX + NAME_BUF]; /* path built backward */
 	char name[NAME_BUF];
+	char upath[LOCK_PATH_MAX];	/* a user's path argument */
 };
 
 struct {
@@ -122,7 +134,9 @@ static __always_inline struct file *fd_file(struct task_struct *task, long fd)
 	return file;
 }
 
-static __always_inline bool name_matches(const char *name, __u32 len)
+/* Does @name[0..len) end with a configured suffix? @mask + 1: the size of
+ * the buffer (a power of two), so the verifier can bound every index. */
+static __always_inline bool suffix_matches(const char *name, __u32 len, __u32 mask)
 {
 	for (__u32 i = 0; i < MAX_SUFFIXES; i++) {
 		__u32 sl;
@@ -136,7 +150,7 @@ static __always_inline bool name_matches(const char *name, __u32 len)
 		for (__u32 j = 0; j < SUFFIX_LEN; j++) {
 			if (j >= sl)
 				break;
-			if (name[(len - sl + j) & (NAME_BUF - 1)] != suffixes[i][j]) {
+			if (name[(len - sl + j) & mask] != suffixes[i][j]) {
 				ok = false;
 				break;
 			}
@@ -145,6 +159,45 @@ static __always_inline bool name_matches(const char *name, __u32 len)
 			return true;
 	}
 	return false;
+}
+
+/* Does the name @buf[start..len) begin with a configured prefix? */
+static __always_inline bool prefix_matches(const char *buf, __u32 start, __u32 len, __u32 mask)
+{
+	for (__u32 i = 0; i < MAX_PREFIXES; i++) {
+		__u32 pl;
+		bool ok = true;
+
+		if (i >= n_prefixes)
+			break;
+		pl = prefix_len[i];
+		if (pl == 0 || pl > PREFIX_LEN || start + pl > len)
+			continue;
+		for (__u32 j = 0; j < PREFIX_LEN; j++) {
+			if (j >= pl)
+				break;
+			if (buf[(start + j) & mask] != prefixes[i][j]) {
+				ok = false;
+				break;
+			}
+		}
+		if (ok)
+			return true;
+	}
+	return false;
+}
+
+/* Where the last component of the user path @p[0..len) starts. A name is
+ * at most NAME_MAX bytes, so the '/' before it is that close to the end. */
+static __always_inline __u32 base_start(const char *p, __u32 len)
+{
+	for (__u32 i = 1; i <= NAME_BUF; i++) {
+		if (i > len)
+			break;
+		if (p[(len - i) & (LOCK_PATH_MAX - 1)] == '/')
+			return len - i + 1;
+	}
+	return 0;
 }
 
 struct walk {
@@ -214,11 +267,11 @@ static long walk_step(__u32 i, void *data)
  * programs). bpf_loop (5.17+) keeps the verifier's work to one step.
  * Writes s->buf[pos..LOCK_PATH_MAX) and returns pos.
  */
-static __always_inline __u32 build_path(struct scratch *s, struct file *file, __u32 *flags)
+static __always_inline __u32 build_path(struct scratch *s, struct vfsmount *vfsmnt,
+				       struct dentry *dentry, __u32 *flags)
 {
-	struct vfsmount *vfsmnt = BPF_CORE_READ(file, f_path.mnt);
 	struct walk w = {
-		.dentry = BPF_CORE_READ(file, f_path.dentry),
+		.dentry = dentry,
 		.vfsmnt = vfsmnt,
 		.mnt = container_of(vfsmnt, struct mount, mnt),
 		.pos = LOCK_PATH_MAX,
@@ -235,20 +288,73 @@ static __always_inline __u32 build_path(struct scratch *s, struct file *file, __
 	return w.pos;
 }
 
-static __always_inline __u32 pid_ns_inum(struct task_struct *task)
+/* The PID namespace @pid was allocated in (its innermost), and @pid's
+ * number there. */
+static __always_inline __u32 pid_ns_nr(struct pid *pid, __u32 *nr)
 {
-	struct pid *pid = BPF_CORE_READ(task, thread_pid);
 	unsigned int level = BPF_CORE_READ(pid, level);
 	struct upid up = {};
 
 	bpf_probe_read_kernel(&up, sizeof(up), &pid->numbers[level & 31]);
+	if (nr)
+		*nr = up.nr;
 	return BPF_CORE_READ(up.ns, ns.inum);
+}
+
+static __always_inline __u32 pid_ns_inum(struct task_struct *task)
+{
+	return pid_ns_nr(BPF_CORE_READ(task, thread_pid), NULL);
+}
+
+/* The record's owner fields: the current task, as creator. */
+static __always_inline void fill_owner(struct scratch *s, struct task_struct *task, __u32 tgid,
+				       __u64 flags, __u32 kind)
+{
+	s->rec.tgid = tgid;
+	s->rec.owner_start = BPF_CORE_READ(task, group_leader, start_boottime);
+	s->rec.mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	s->rec.pid_ns = pid_ns_inum(task);
+	s->rec.open_flags = flags;
+	s->rec.stale_pid = 0;
+	s->rec.stale_status = 0;
+	s->rec.stale_comm[0] = 0;
+	s->rec.kind = kind;
+	bpf_get_current_comm(s->rec.comm, sizeof(s->rec.comm));
+}
+
+/* Record under @key and tell user space. */
+static __always_inline void publish(struct scratch *s, struct lock_key *key, __u32 flags,
+				    bool watch)
+{
+	struct lock_created *ev;
+
+	/* Watch the owner before anyone hears of the lock: it cannot exit
+	 * unseen between the two, as it is the task running this. */
+	if (watch && !watch_owner(s->rec.tgid))
+		flags |= LOCK_F_OWNER_UNTRACKED;
+	s->rec.flags = flags;
+	if (bpf_map_update_elem(&locks, key, &s->rec, BPF_ANY)) {
+		count(&counters.table_full);
+		flags |= LOCK_F_TABLE_FULL;
+	}
+
+	ev = bpf_ringbuf_reserve(&lock_events, sizeof(*ev), 0);
+	if (!ev) {
+		count(&counters.ringbuf_drops);
+		return;
+	}
+	ev->kind = LOCK_EV_CREATED;
+	ev->tgid = s->rec.tgid;
+	ev->flags = flags;
+	ev->_pad = 0;
+	ev->key = *key;
+	bpf_ringbuf_submit(ev, 0);
+	count(&counters.created);
 }
 
 static __always_inline int handle_open(long fd, __u64 open_flags)
 {
 	struct task_struct *task;
-	struct lock_created *ev;
 	struct lock_key key;
 	struct scratch *s;
 	struct file *file;
@@ -279,7 +385,8 @@ static __always_inline int handle_open(long fd, __u64 open_flags)
 		if (len >= NAME_BUF)
 			return 0;
 		bpf_probe_read_kernel_str(s->name, NAME_BUF, BPF_CORE_READ(dentry, d_name.name));
-		if (!name_matches(s->name, len))
+		if (!suffix_matches(s->name, len, NAME_BUF - 1) &&
+		    !(n_prefixes && prefix_matches(s->name, 0, len, NAME_BUF - 1)))
 			return 0;
 	}
 
@@ -288,43 +395,85 @@ static __always_inline int handle_open(long fd, __u64 open_flags)
 	key.ino = BPF_CORE_READ(file, f_inode, i_ino);
 	key.gen = BPF_CORE_READ(file, f_inode, i_generation);
 	key._pad = 0;
-	s->rec.tgid = id >> 32;
-	s->rec.owner_start = BPF_CORE_READ(task, group_leader, start_boottime);
-	s->rec.mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
-	s->rec.pid_ns = pid_ns_inum(task);
-	s->rec.open_flags = open_flags;
-	s->rec.stale_pid = 0;
-	s->rec.stale_status = 0;
-	s->rec.stale_comm[0] = 0;
-	bpf_get_current_comm(s->rec.comm, sizeof(s->rec.comm));
+	fill_owner(s, task, id >> 32, open_flags, LOCK_K_OPEN);
 
-	pos = build_path(s, file, &flags);
+	pos = build_path(s, BPF_CORE_READ(file, f_path.mnt), dentry, &flags);
 	n = LOCK_PATH_MAX - pos;
 	bpf_probe_read_kernel(s->rec.path, n & (LOCK_PATH_MAX - 1), &s->buf[pos & (LOCK_PATH_MAX - 1)]);
 	s->rec.path_len = n & (LOCK_PATH_MAX - 1);
+	publish(s, &key, flags, true);
+	return 0;
+}
 
-	/* Watch the owner before anyone hears of the lock: it cannot exit
-	 * unseen between the two, as it is the task running this. */
-	if (!watch_owner(s->rec.tgid))
-		flags |= LOCK_F_OWNER_UNTRACKED;
-	s->rec.flags = flags;
-	if (bpf_map_update_elem(&locks, &key, &s->rec, BPF_ANY)) {
-		count(&counters.table_full);
-		flags |= LOCK_F_TABLE_FULL;
-	}
+/*
+ * A name made by link, mkdir, symlink or rename: at sys_exit only the
+ * caller's string is known, relative to @dirfd. The string is read once,
+ * for the suffix pre-filter; only a match pays for the directory walk
+ * (dirfd's file, the cwd, or the root for an absolute name). The record
+ * goes under a pending key, for user space to resolve (see locks.h).
+ */
+static __always_inline int handle_named(__u32 kind, long dirfd, const char *uname, __u64 flags)
+{
+	struct task_struct *task;
+	struct lock_key key;
+	struct scratch *s;
+	struct vfsmount *mnt;
+	struct dentry *dentry;
+	__u32 zero = 0, len, pos, dlen, rflags = 0;
+	long n;
 
-	ev = bpf_ringbuf_reserve(&lock_events, sizeof(*ev), 0);
-	if (!ev) {
-		count(&counters.ringbuf_drops);
+	s = bpf_map_lookup_elem(&scratch_map, &zero);
+	if (!s)
 		return 0;
+	n = bpf_probe_read_user_str(s->upath, LOCK_PATH_MAX, uname);
+	if (n <= 1)
+		return 0;
+	len = n - 1;
+	/* "x.lock/" (mkdir) is the name "x.lock" */
+	for (int i = 0; i < 4; i++)
+		if (len > 1 && s->upath[(len - 1) & (LOCK_PATH_MAX - 1)] == '/')
+			len--;
+	if (!any_name && !suffix_matches(s->upath, len, LOCK_PATH_MAX - 1) &&
+	    !(n_prefixes &&
+	      prefix_matches(s->upath, base_start(s->upath, len), len, LOCK_PATH_MAX - 1)))
+		return 0;
+
+	task = bpf_get_current_task_btf();
+	if (s->upath[0] == '/') {
+		mnt = BPF_CORE_READ(task, fs, root.mnt);
+		dentry = BPF_CORE_READ(task, fs, root.dentry);
+	} else if ((int)dirfd == AT_FDCWD) {
+		mnt = BPF_CORE_READ(task, fs, pwd.mnt);
+		dentry = BPF_CORE_READ(task, fs, pwd.dentry);
+	} else {
+		struct file *dir = fd_file(task, (int)dirfd);
+
+		if (!dir)
+			return 0;
+		mnt = BPF_CORE_READ(dir, f_path.mnt);
+		dentry = BPF_CORE_READ(dir, f_path.dentry);
 	}
-	ev->kind = LOCK_EV_CREATED;
-	ev->tgid = id >> 32;
-	ev->flags = flags;
-	ev->_pad = 0;
-	ev->key = key;
-	bpf_ringbuf_submit(ev, 0);
-	count(&counters.created);
+	pos = build_path(s, mnt, dentry, &rflags);
+	dlen = LOCK_PATH_MAX - pos;
+	/* too long to record whole: not a lock we could act on */
+	if (dlen + 1 + len > LOCK_PATH_MAX - 1)
+		return 0;
+	bpf_probe_read_kernel(s->rec.path, dlen & (LOCK_PATH_MAX - 1), &s->buf[pos & (LOCK_PATH_MAX - 1)]);
+	s->rec.path[dlen & (LOCK_PATH_MAX - 1)] = '/';
+	bpf_probe_read_kernel(&s->rec.path[(dlen + 1) & (LOCK_PATH_MAX - 1)], len & (LOCK_PATH_MAX - 1),
+			      s->upath);
+	s->rec.path_len = (dlen + 1 + len) & (LOCK_PATH_MAX - 1);
+
+	fill_owner(s, task, bpf_get_current_pid_tgid() >> 32, flags, kind);
+	/* unique without a shared counter: one CPU never reads the same ns
+	 * twice, and the clock survives an agent restart (pinned table) */
+	key.dev = LOCK_KEY_PENDING | bpf_get_smp_processor_id();
+	key.ino = bpf_ktime_get_boot_ns();
+	key.gen = 0;
+	key._pad = 0;
+	/* a plain rename only follows a tracked lock: its caller owns nothing */
+	publish(s, &key, rflags, kind != LOCK_K_MOVED);
+	count(&counters.named);
 	return 0;
 }
 
@@ -412,22 +561,118 @@ int handle_unlink_exit(struct trace_event_raw_sys_exit *ctx)
 	return name_gone(ctx->ret);
 }
 
+/*
+ * Renames: onto a matching name, RENAME_NOREPLACE takes a lock (the name
+ * did not exist), whoever calls it. A plain rename by a tracked owner may
+ * move one of its locks, which user space follows; anyone else's plain
+ * rename costs one hash lookup and no string work (renames are frequent:
+ * editors, package managers). The name record goes out before the owner's
+ * "name gone", so that a lock its owner renamed is followed, not dropped.
+ */
+static __always_inline int handle_rename(long dirfd, const char *uname, __u64 flags)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	bool owner = bpf_map_lookup_elem(&owners, &tgid) != NULL;
+
+	if (flags & RENAME_NOREPLACE)
+		handle_named(LOCK_K_RENAME, dirfd, uname, flags);
+	else if (owner)
+		handle_named(LOCK_K_MOVED, dirfd, uname, flags);
+	return owner ? name_gone(0) : 0;
+}
+
 SEC("tracepoint/syscalls/sys_exit_renameat2")
 int handle_renameat2_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	return name_gone(ctx->ret);
+	struct pt_regs *regs;
+
+	if (ctx->ret != 0)
+		return 0;
+	regs = user_regs();
+	return handle_rename(BPF_CORE_READ(regs, dx), (const char *)BPF_CORE_READ(regs, r10),
+			     BPF_CORE_READ(regs, r8));
 }
 
 SEC("tracepoint/syscalls/sys_exit_renameat")
 int handle_renameat_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	return name_gone(ctx->ret);
+	struct pt_regs *regs;
+
+	if (ctx->ret != 0)
+		return 0;
+	regs = user_regs();
+	return handle_rename(BPF_CORE_READ(regs, dx), (const char *)BPF_CORE_READ(regs, r10), 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_rename")
 int handle_rename_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	return name_gone(ctx->ret);
+	if (ctx->ret != 0)
+		return 0;
+	return handle_rename(AT_FDCWD, (const char *)BPF_CORE_READ(user_regs(), si), 0);
+}
+
+/* link(old, new), linkat(olddfd, old, newdfd, new, flags): the new name */
+SEC("tracepoint/syscalls/sys_exit_link")
+int handle_link_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	if (ctx->ret != 0)
+		return 0;
+	return handle_named(LOCK_K_LINK, AT_FDCWD, (const char *)BPF_CORE_READ(user_regs(), si), 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_linkat")
+int handle_linkat_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pt_regs *regs;
+
+	if (ctx->ret != 0)
+		return 0;
+	regs = user_regs();
+	return handle_named(LOCK_K_LINK, BPF_CORE_READ(regs, dx),
+			    (const char *)BPF_CORE_READ(regs, r10), BPF_CORE_READ(regs, r8));
+}
+
+/* mkdir(path, mode), mkdirat(dfd, path, mode) */
+SEC("tracepoint/syscalls/sys_exit_mkdir")
+int handle_mkdir_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	if (ctx->ret != 0)
+		return 0;
+	return handle_named(LOCK_K_MKDIR, AT_FDCWD, (const char *)BPF_CORE_READ(user_regs(), di), 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_mkdirat")
+int handle_mkdirat_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pt_regs *regs;
+
+	if (ctx->ret != 0)
+		return 0;
+	regs = user_regs();
+	return handle_named(LOCK_K_MKDIR, BPF_CORE_READ(regs, di),
+			    (const char *)BPF_CORE_READ(regs, si), 0);
+}
+
+/* symlink(target, new), symlinkat(target, newdfd, new) */
+SEC("tracepoint/syscalls/sys_exit_symlink")
+int handle_symlink_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	if (ctx->ret != 0)
+		return 0;
+	return handle_named(LOCK_K_SYMLINK, AT_FDCWD, (const char *)BPF_CORE_READ(user_regs(), si), 0);
+}
+
+SEC("tracepoint/syscalls/sys_exit_symlinkat")
+int handle_symlinkat_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	struct pt_regs *regs;
+
+	if (ctx->ret != 0)
+		return 0;
+	regs = user_regs();
+	return handle_named(LOCK_K_SYMLINK, BPF_CORE_READ(regs, si),
+			    (const char *)BPF_CORE_READ(regs, dx), 0);
 }
 
 /*
@@ -460,6 +705,8 @@ static __always_inline int handle_exit_common(struct task_struct *p, bool group_
 	e.kind = LOCK_EV_EXIT;
 	e.tgid = tgid;
 	e.ppid = BPF_CORE_READ(parent, tgid);
+	/* a lock file names its owner as the owner's PID namespace numbers it */
+	e.pid_ns = pid_ns_nr(BPF_CORE_READ(p, group_leader, thread_pid), &e.ns_tgid);
 	e.status = status;
 	e.start_boottime = BPF_CORE_READ(p, group_leader, start_boottime);
 	e.parent_start_boottime = BPF_CORE_READ(parent, group_leader, start_boottime);

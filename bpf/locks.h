@@ -24,6 +24,31 @@ enum lock_event_kind {
 #define LOCK_F_UNREACHABLE 0x4		/* dentry not reachable from its mount root */
 #define LOCK_F_TABLE_FULL 0x8		/* "locks" table full: not recorded */
 
+/*
+ * How a lock was taken (lock_record.kind): tells user space what the name
+ * is (file, directory, symlink) and so how to judge and remove it.
+ */
+enum lock_kind {
+	LOCK_K_OPEN = 0,	/* open*(O_CREAT|O_EXCL) created a regular file */
+	LOCK_K_LINK = 1,	/* link/linkat onto the name (NFS-safe dotlock) */
+	LOCK_K_MKDIR = 2,	/* mkdir/mkdirat of a lock directory */
+	LOCK_K_SYMLINK = 3,	/* symlink/symlinkat; the target names the owner */
+	LOCK_K_RENAME = 4,	/* renameat2(RENAME_NOREPLACE) onto the name */
+	LOCK_K_MOVED = 5,	/* a tracked owner's plain rename onto a
+				 * matching name: follows its lock */
+};
+
+/*
+ * Creations by name (link, mkdir, symlink, rename) are seen at sys_exit,
+ * where the kernel has no dentry for the new name, only the user's string.
+ * Their records go in the "locks" table under a pending key (dev has these
+ * bits set; ino is a boot-clock timestamp) with the path built from the
+ * dirfd's (or cwd's, or root's) walked path plus the user string; user
+ * space resolves the name without following symlinks and re-keys the
+ * record by the real device and inode.
+ */
+#define LOCK_KEY_PENDING 0xffffffff00000000ULL
+
 /* lock_record.flags set by user space */
 #define LOCK_R_STALE 0x100	/* judged stale, kept for a live process */
 
@@ -58,9 +83,11 @@ struct lock_record {
 	char comm[LOCK_COMM_LEN];	/* owner's command */
 	char stale_comm[LOCK_COMM_LEN];
 	__u32 path_len;
-	__u32 _pad;
+	__u32 kind;		/* enum lock_kind */
 	/* absolute, from the root of the creator's mount namespace, resolved
-	 * from the struct file itself; path_len bytes, no NUL */
+	 * from the struct file itself (LOCK_K_OPEN), or a walked directory
+	 * plus the name as the caller passed it (pending keys: may hold "..",
+	 * "." or "//", normalised by user space); path_len bytes, no NUL */
 	char path[LOCK_PATH_MAX];
 };
 
@@ -83,8 +110,9 @@ struct lock_exit {
 	__u64 start_boottime;	/* of the exiting group leader, ns */
 	__u64 parent_start_boottime;
 	__u32 parent_subreaper;	/* the parent is a child subreaper */
-	__u32 _pad;
+	__u32 ns_tgid;		/* tgid in its own (innermost) PID namespace */
 	char comm[LOCK_COMM_LEN];
+	__u64 pid_ns;		/* inode number of that PID namespace */
 };
 
 /* A tracked owner removed or renamed some name: its locks may be gone. */
@@ -100,6 +128,7 @@ struct lock_counters {
 	__u64 ringbuf_drops;	/* records lost: ring buffer full */
 	__u64 owners_full;	/* owners map full: an owner is not watched */
 	__u64 table_full;	/* locks or exited table full */
+	__u64 named;		/* creations by name (link, mkdir, …) recorded */
 };
 
 #endif /* EGHOSTBUSTER_LOCKS_H */

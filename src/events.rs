@@ -17,6 +17,61 @@ pub const LOCK_F_TABLE_FULL: u32 = 0x8;
 /// Set by user space in `lock_record.flags`.
 pub const LOCK_R_STALE: u32 = 0x100;
 
+/// How a lock was taken (bpf/locks.h `enum lock_kind`): what the name is,
+/// and so how it is judged and removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    /// open*(O_CREAT|O_EXCL) created a regular file.
+    Open,
+    /// link/linkat onto the name (NFS-safe dotlock).
+    Link,
+    /// mkdir of a lock directory.
+    Mkdir,
+    /// symlink whose target names the owner (Emacs `.#name`).
+    Symlink,
+    /// renameat2(RENAME_NOREPLACE) onto the name.
+    Rename,
+    /// A plain rename onto a matching name: follows a tracked lock only.
+    Moved,
+}
+
+impl LockKind {
+    pub fn from_raw(v: u32) -> Self {
+        match v {
+            1 => LockKind::Link,
+            2 => LockKind::Mkdir,
+            3 => LockKind::Symlink,
+            4 => LockKind::Rename,
+            5 => LockKind::Moved,
+            _ => LockKind::Open,
+        }
+    }
+
+    pub fn raw(self) -> u32 {
+        match self {
+            LockKind::Open => 0,
+            LockKind::Link => 1,
+            LockKind::Mkdir => 2,
+            LockKind::Symlink => 3,
+            LockKind::Rename => 4,
+            LockKind::Moved => 5,
+        }
+    }
+
+    /// What the name must be for the lock to still be this lock.
+    pub fn what(self) -> &'static str {
+        match self {
+            LockKind::Mkdir => "directory",
+            LockKind::Symlink => "symlink",
+            _ => "regular file",
+        }
+    }
+}
+
+/// Pending keys (bpf/locks.h LOCK_KEY_PENDING): a record made from a
+/// name, not yet resolved to its device and inode.
+pub const LOCK_KEY_PENDING: u64 = 0xffff_ffff_0000_0000;
+
 /// A file's identity as the kernel keys the "locks" table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct LockKey {
@@ -27,6 +82,21 @@ pub struct LockKey {
 }
 
 impl LockKey {
+    pub fn is_pending(&self) -> bool {
+        self.dev & LOCK_KEY_PENDING == LOCK_KEY_PENDING
+    }
+
+    /// The key user space gives a file it has stat'ed (a lock taken by
+    /// name, resolved). stat does not tell the inode's generation: 0 here,
+    /// and the newest record on an inode number wins (lock_worker.rs).
+    pub fn of(id: FileId) -> Self {
+        LockKey {
+            dev: ((id.major as u64) << 20) | id.minor as u64,
+            ino: id.ino,
+            gen: 0,
+        }
+    }
+
     pub fn file(&self) -> FileId {
         FileId::from_kernel(self.dev, self.ino)
     }
@@ -70,6 +140,7 @@ pub struct Record {
     pub mnt_ns: u64,
     pub pid_ns: u64,
     pub open_flags: u64,
+    pub kind: LockKind,
     pub comm: String,
     /// With LOCK_R_STALE: the owner whose end made it stale, its wait
     /// status and command.
@@ -97,6 +168,7 @@ impl Record {
             mnt_ns: r.mnt_ns,
             pid_ns: r.pid_ns,
             open_flags: r.open_flags,
+            kind: LockKind::from_raw(r.kind),
             comm: comm_str(&r.comm),
             stale: (r.flags & LOCK_R_STALE != 0)
                 .then(|| (r.stale_pid, r.stale_status, comm_str(&r.stale_comm))),
@@ -117,6 +189,7 @@ impl Record {
         r.mnt_ns = self.mnt_ns;
         r.pid_ns = self.pid_ns;
         r.open_flags = self.open_flags;
+        r.kind = self.kind.raw();
         r.comm = comm_bytes(&self.comm);
         if let Some((pid, status, comm)) = &self.stale {
             r.stale_pid = *pid;
@@ -143,6 +216,9 @@ pub struct Exit {
     pub parent_start_boottime: u64,
     pub parent_subreaper: bool,
     pub comm: String,
+    /// Its tgid in its own PID namespace, and that namespace's inode.
+    pub ns_tgid: u32,
+    pub pid_ns: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,6 +240,8 @@ impl Exit {
             parent_start_boottime: e.parent_start_boottime,
             parent_subreaper: e.parent_subreaper != 0,
             comm: comm_str(&e.comm),
+            ns_tgid: e.ns_tgid,
+            pid_ns: e.pid_ns,
         })
     }
 }
@@ -255,6 +333,7 @@ mod tests {
             mnt_ns: 4,
             pid_ns: 5,
             open_flags: 0o300,
+            kind: LockKind::Mkdir,
             comm: "git".into(),
             stale: Some((9, 9, "make".into())),
             path: PathBuf::from("/tmp/x/index.lock"),
@@ -268,6 +347,36 @@ mod tests {
     }
 
     #[test]
+    fn kinds_match_the_header() {
+        use crate::bpf::locks::types::lock_kind;
+        for (k, c) in [
+            (LockKind::Open, lock_kind::LOCK_K_OPEN),
+            (LockKind::Link, lock_kind::LOCK_K_LINK),
+            (LockKind::Mkdir, lock_kind::LOCK_K_MKDIR),
+            (LockKind::Symlink, lock_kind::LOCK_K_SYMLINK),
+            (LockKind::Rename, lock_kind::LOCK_K_RENAME),
+            (LockKind::Moved, lock_kind::LOCK_K_MOVED),
+        ] {
+            assert_eq!(k.raw(), c.0);
+            assert_eq!(LockKind::from_raw(c.0), k);
+        }
+        let k = LockKey::of(FileId {
+            major: 259,
+            minor: 3,
+            ino: 9,
+        });
+        assert_eq!(k.file().ino, 9);
+        assert_eq!(k.file().major, 259);
+        assert!(!k.is_pending());
+        assert!(LockKey {
+            dev: LOCK_KEY_PENDING | 3,
+            ino: 1,
+            gen: 0
+        }
+        .is_pending());
+    }
+
+    #[test]
     fn exit_and_gone() {
         let rec = lock_exit {
             kind: lock_event_kind::LOCK_EV_EXIT.0,
@@ -276,6 +385,8 @@ mod tests {
             status: 9,
             parent_subreaper: 1,
             comm: comm_bytes("sleep"),
+            ns_tgid: 2,
+            pid_ns: 7,
             ..Default::default()
         };
         let e = decode(unsafe { plain::as_bytes(&rec) }).unwrap();
@@ -289,6 +400,8 @@ mod tests {
                 parent_start_boottime: 0,
                 parent_subreaper: true,
                 comm: "sleep".into(),
+                ns_tgid: 2,
+                pid_ns: 7,
             })
         );
         let g = lock_name_gone {

@@ -14,14 +14,15 @@ use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, OpenObject};
 use crate::bpf::locks::{LocksSkel, LocksSkelBuilder};
 use crate::events::{Exit, LockKey, Record};
 use crate::lock_worker::LockKernel;
-use crate::patterns::{MAX_SUFFIXES, MAX_SUFFIX_LEN};
+use crate::patterns::{KernelFilter, MAX_PREFIXES, MAX_PREFIX_LEN, MAX_SUFFIXES, MAX_SUFFIX_LEN};
 use crate::pins;
 use crate::sysenv::{exit_tracepoint_has_group_dead, has_syscall_tracepoint, Unmet};
 
 pub struct LockBpfConfig {
     pub non_exclusive: bool,
-    /// Name suffixes for the kernel pre-filter; `None`: every name.
-    pub suffixes: Option<Vec<Vec<u8>>>,
+    /// Name suffixes and prefixes for the kernel pre-filter; `None`:
+    /// every name.
+    pub names: Option<KernelFilter>,
     pub max_owners: u32,
     pub max_locks: u32,
     pub ring_buffer_size: u32,
@@ -68,15 +69,23 @@ pub fn load<'obj>(
         .as_deref_mut()
         .context("lock BPF object has no .rodata")?;
     ro.non_exclusive = cfg.non_exclusive;
-    match &cfg.suffixes {
+    match &cfg.names {
         None => ro.any_name = true,
-        Some(list) => {
-            assert!(list.len() <= MAX_SUFFIXES);
-            ro.n_suffixes = list.len() as u32;
-            for (i, s) in list.iter().enumerate() {
+        Some(f) => {
+            assert!(f.suffixes.len() <= MAX_SUFFIXES && f.prefixes.len() <= MAX_PREFIXES);
+            ro.n_suffixes = f.suffixes.len() as u32;
+            for (i, s) in f.suffixes.iter().enumerate() {
                 assert!(s.len() <= MAX_SUFFIX_LEN);
                 ro.suffix_len[i] = s.len() as u8;
                 for (d, &b) in ro.suffixes[i].iter_mut().zip(s.iter()) {
+                    *d = b as i8;
+                }
+            }
+            ro.n_prefixes = f.prefixes.len() as u32;
+            for (i, p) in f.prefixes.iter().enumerate() {
+                assert!(p.len() <= MAX_PREFIX_LEN);
+                ro.prefix_len[i] = p.len() as u8;
+                for (d, &b) in ro.prefixes[i].iter_mut().zip(p.iter()) {
                     *d = b as i8;
                 }
             }
@@ -133,6 +142,22 @@ pub fn load<'obj>(
     progs
         .handle_unlinkat_exit
         .set_autoload(wanted("sys_exit_unlinkat"));
+    progs.handle_link_exit.set_autoload(wanted("sys_exit_link"));
+    progs
+        .handle_linkat_exit
+        .set_autoload(wanted("sys_exit_linkat"));
+    progs
+        .handle_mkdir_exit
+        .set_autoload(wanted("sys_exit_mkdir"));
+    progs
+        .handle_mkdirat_exit
+        .set_autoload(wanted("sys_exit_mkdirat"));
+    progs
+        .handle_symlink_exit
+        .set_autoload(wanted("sys_exit_symlink"));
+    progs
+        .handle_symlinkat_exit
+        .set_autoload(wanted("sys_exit_symlinkat"));
     // sched_process_exit's group_dead argument is recent; older kernels
     // get the program that reads signal->live instead
     let group_dead = exit_tracepoint_has_group_dead() && !cfg.force_exit_fallback;
@@ -155,7 +180,7 @@ pub fn load<'obj>(
     let mut pinned_links = Vec::new();
     {
         let p = &skel.progs;
-        let all: [(&'static str, &libbpf_rs::ProgramMut<'_>); 11] = [
+        let all: [(&'static str, &libbpf_rs::ProgramMut<'_>); 17] = [
             ("sys_exit_openat", &p.handle_openat_exit),
             ("sys_exit_openat2", &p.handle_openat2_exit),
             ("sys_exit_open", &p.handle_open_exit),
@@ -165,6 +190,12 @@ pub fn load<'obj>(
             ("sys_exit_renameat2", &p.handle_renameat2_exit),
             ("sys_exit_renameat", &p.handle_renameat_exit),
             ("sys_exit_rename", &p.handle_rename_exit),
+            ("sys_exit_link", &p.handle_link_exit),
+            ("sys_exit_linkat", &p.handle_linkat_exit),
+            ("sys_exit_mkdir", &p.handle_mkdir_exit),
+            ("sys_exit_mkdirat", &p.handle_mkdirat_exit),
+            ("sys_exit_symlink", &p.handle_symlink_exit),
+            ("sys_exit_symlinkat", &p.handle_symlinkat_exit),
             ("sched_process_exit", &p.handle_exit),
             (
                 "sched_process_exit (no group_dead: signal->live)",

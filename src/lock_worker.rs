@@ -10,19 +10,21 @@
 //! adopts both maps and carries on.
 
 use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use crate::events::{
-    Created, Exit, LockEvent, LockKey, Record, LOCK_F_OWNER_UNTRACKED, LOCK_F_PATH_TRUNCATED,
-    LOCK_F_TABLE_FULL, LOCK_F_UNREACHABLE,
+    Created, Exit, LockEvent, LockKey, LockKind, Record, LOCK_F_OWNER_UNTRACKED,
+    LOCK_F_PATH_TRUNCATED, LOCK_F_TABLE_FULL, LOCK_F_UNREACHABLE,
 };
-use crate::lockfile;
+use crate::lockfile::{self, DirContent};
 use crate::metrics::{KeptReason, Metrics};
 use crate::patterns::{LockMatcher, Match};
-use crate::procfs::{self, FileId};
-use crate::removal::{self, Outcome, Target};
-use crate::verdict::{self, ExitKind, Keep, OnExit};
+use crate::procfs::{self, FileId, NsPid};
+use crate::removal::{self, Outcome, Shape, Target};
+use crate::verdict::{self, ExitKind, Keep, OnExit, PidInFile};
 
 /// The kernel side's tables, as the worker uses them.
 pub trait LockKernel {
@@ -83,12 +85,28 @@ enum Cause {
         ppid: u32,
         parent_subreaper: bool,
         parent_start: u64,
+        /// Its tgid in its own PID namespace, and that namespace.
+        ns_tgid: u32,
+        pid_ns: u64,
     },
     /// The owner is gone, and no exit was seen for it.
     Gone { pid: u32 },
 }
 
 impl Cause {
+    fn of(e: &Exit) -> Self {
+        Cause::Exited {
+            pid: e.tgid,
+            comm: e.comm.clone(),
+            status: e.status,
+            ppid: e.ppid,
+            parent_subreaper: e.parent_subreaper,
+            parent_start: e.parent_start_boottime,
+            ns_tgid: e.ns_tgid,
+            pid_ns: e.pid_ns,
+        }
+    }
+
     fn pid(&self) -> u32 {
         match *self {
             Cause::Exited { pid, .. } | Cause::Gone { pid } => pid,
@@ -103,8 +121,54 @@ struct Work {
     cause: Cause,
 }
 
+/// Where a lock's path is resolved (check 5: in the creator's mount
+/// namespace).
+enum Root {
+    /// Our own mount namespace.
+    Here,
+    /// Another one, through a live process in it: a descriptor on
+    /// /proc/PID/root, under which paths resolve with RESOLVE_IN_ROOT.
+    Inside { root: OwnedFd, pid: u32 },
+    /// Another one that no live process shares (gone, or held only by a
+    /// bind mount): nothing to resolve it through.
+    Unreachable,
+}
+
+impl Root {
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Root::Inside { root, .. } => Some(root.as_fd()),
+            _ => None,
+        }
+    }
+
+    /// For log lines: where it was judged.
+    fn place(&self) -> String {
+        match self {
+            Root::Inside { pid, .. } => format!(" (in the mount namespace of pid {pid})"),
+            _ => String::new(),
+        }
+    }
+}
+
+/// The root of a live process's mount namespace view, or None.
+fn open_proc_root(pid: u32, mnt_ns: u64) -> Option<OwnedFd> {
+    let fd = nix::fcntl::open(
+        format!("/proc/{pid}/root").as_str(),
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()?;
+    // SAFETY: a fresh descriptor from open.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // the PID may have ended and been reused between the choice and the open
+    (procfs::ns_of(pid, "mnt") == Some(mnt_ns)).then_some(fd)
+}
+
 struct Candidate {
     lock: Tracked,
+    /// " (in the mount namespace of pid N)" or "".
+    place: String,
     /// Handed to removal::remove_all for the batch.
     target: Option<Target>,
     reason: String,
@@ -139,6 +203,12 @@ pub struct LockWork<K: LockKernel> {
     own_mnt_ns: u64,
     own_pid_ns: u64,
     prune_at: usize,
+    /// Exits in the batch being handled: a lock handed to a parent whose
+    /// own exit is in the same batch is judged for that exit at once
+    /// (its exit was looked at before it owned anything).
+    batch_exits: HashMap<u32, Exit>,
+    /// Work found while judging, for the next round.
+    deferred: Vec<Work>,
     last_counters: (u64, u64, u64),
     metrics: Arc<Metrics>,
 }
@@ -156,6 +226,8 @@ impl<K: LockKernel> LockWork<K> {
             own_mnt_ns: procfs::own_ns("mnt")?,
             own_pid_ns: procfs::own_ns("pid")?,
             prune_at: 1024,
+            batch_exits: HashMap::new(),
+            deferred: Vec::new(),
             last_counters: (0, 0, 0),
             metrics,
         })
@@ -168,8 +240,13 @@ impl<K: LockKernel> LockWork<K> {
         let records = self.kernel.records();
         let exits = self.kernel.pending_exits();
         let n = records.len();
-        for (key, rec) in records {
+        let (pending, known): (Vec<_>, Vec<_>) =
+            records.into_iter().partition(|(k, _)| k.is_pending());
+        for (key, rec) in known {
             self.insert(key, rec);
+        }
+        for (key, rec) in pending {
+            self.resolve_pending(key, rec);
         }
         if n > 0 || !exits.is_empty() {
             log::info!(
@@ -190,11 +267,13 @@ impl<K: LockKernel> LockWork<K> {
                 LockEvent::NameGone { tgid } => self.on_name_gone(tgid),
                 LockEvent::Exit(e) => {
                     exited.push(e.tgid);
+                    self.batch_exits.insert(e.tgid, e.clone());
                     work.extend(self.on_exit(e));
                 }
             }
         }
         self.evaluate(work);
+        self.batch_exits.clear();
         for tgid in exited {
             self.kernel.exit_done(tgid);
         }
@@ -226,7 +305,150 @@ impl<K: LockKernel> LockWork<K> {
         if self.locks.len() >= self.prune_at {
             self.prune();
         }
-        self.insert(c.key, rec);
+        if c.key.is_pending() {
+            self.resolve_pending(c.key, rec);
+        } else {
+            self.insert(c.key, rec);
+        }
+    }
+
+    /// The root to resolve a path of mount namespace `mnt_ns` under; the
+    /// processes in `prefer` are tried first.
+    fn root_for(&self, mnt_ns: u64, prefer: &[u32]) -> Root {
+        if mnt_ns == self.own_mnt_ns {
+            return Root::Here;
+        }
+        for pid in procfs::procs_in_mnt_ns(mnt_ns, prefer) {
+            if let Some(root) = open_proc_root(pid, mnt_ns) {
+                return Root::Inside { root, pid };
+            }
+        }
+        Root::Unreachable
+    }
+
+    /// A lock taken by name (link, mkdir, symlink, rename): the kernel
+    /// knew only the caller's string. Resolve it where the caller lives,
+    /// refusing symlinks, and key the record by the real device and inode.
+    /// A plain rename only moves a lock already tracked: follow it.
+    ///
+    /// Between the creation and this lookup (milliseconds) the name could
+    /// be replaced; a replacement taken by any tracked way is recorded
+    /// again by the kernel, after this one, and its creator then wins.
+    fn resolve_pending(&mut self, pkey: LockKey, mut rec: Record) {
+        self.kernel.forget(pkey);
+        let raw = rec.path.clone();
+        if rec.flags & (LOCK_F_PATH_TRUNCATED | LOCK_F_UNREACHABLE) != 0 {
+            log::debug!(
+                "ignoring {} by pid {} ({}): its directory could not be resolved",
+                raw.display(),
+                rec.tgid,
+                rec.comm
+            );
+            return;
+        }
+        let Some(path) = lockfile::normalize(&raw) else {
+            return;
+        };
+        if matches!(
+            self.cfg.matcher.classify(&path),
+            Match::OutOfScope | Match::NotLockName
+        ) {
+            return;
+        }
+        let root = self.root_for(rec.mnt_ns, &[rec.tgid]);
+        if matches!(root, Root::Unreachable) {
+            log::info!(
+                "not tracking {}: made by pid {} ({}) in a mount namespace no live process shares",
+                path.display(),
+                rec.tgid,
+                rec.comm
+            );
+            return;
+        }
+        // the raw name, resolved refusing every symlink: then `..` means
+        // what normalize() made of it
+        let st = match lockfile::open_parent_in(root.fd(), &raw).and_then(|d| d.stat(d.name())) {
+            Ok(st) => st,
+            Err(e) => {
+                log::debug!(
+                    "not tracking {} ({:?} by pid {} ({})): {e}",
+                    path.display(),
+                    rec.kind,
+                    rec.tgid,
+                    rec.comm
+                );
+                return;
+            }
+        };
+        let key = LockKey::of(st.id);
+        rec.path = path;
+        // the lock already tracked on this inode, whatever its key (one
+        // from an open carries the inode generation, ours cannot)
+        let tracked = self.by_file.get(&st.id).copied();
+        if let Some(t) = tracked.and_then(|k| self.locks.get(&k)) {
+            if matches!(rec.kind, LockKind::Moved | LockKind::Rename) {
+                if t.rec.path != rec.path {
+                    self.follow(t.key, rec.path);
+                }
+                return;
+            }
+            if self.still_named(t) {
+                return; // another name for a tracked lock's inode
+            }
+        }
+        if rec.kind == LockKind::Moved {
+            return; // not exclusive: a lock only if it already was one
+        }
+        let shape_ok = match rec.kind {
+            LockKind::Mkdir => st.dir,
+            LockKind::Symlink => st.symlink,
+            _ => st.regular,
+        };
+        if !shape_ok {
+            log::debug!(
+                "not tracking {}: no longer a {}",
+                rec.path.display(),
+                rec.kind.what()
+            );
+            return;
+        }
+        if !self.kernel.store(key, &rec) {
+            log::warn!(
+                "a lock created by pid {} was not recorded: the locks table is full (--max-locks)",
+                rec.tgid
+            );
+            return;
+        }
+        self.insert(key, rec);
+    }
+
+    /// A tracked lock was renamed to another lock name: track it there.
+    fn follow(&mut self, key: LockKey, to: PathBuf) {
+        let class = self.cfg.matcher.classify(&to);
+        let Some(l) = self.locks.get_mut(&key) else {
+            return;
+        };
+        log::info!(
+            "following {} (pid {} {}): renamed to {}",
+            l.rec.path.display(),
+            l.rec.tgid,
+            l.rec.comm,
+            to.display()
+        );
+        l.rec.path = to;
+        l.class = class;
+        let rec = l.rec.clone();
+        if !self.kernel.store(key, &rec) {
+            log::warn!("could not update the record of {}", rec.path.display());
+        }
+    }
+
+    /// Does the lock's name still refer to its inode, where it was made?
+    fn still_named(&self, l: &Tracked) -> bool {
+        let root = self.root_for(l.rec.mnt_ns, &[l.owner()]);
+        lockfile::open_parent_in(root.fd(), &l.rec.path)
+            .and_then(|d| d.stat(d.name()))
+            .is_ok_and(|st| st.id == l.file)
     }
 
     /// Track one record, or forget it when it is none of our business.
@@ -254,13 +476,23 @@ impl<K: LockKernel> LockWork<K> {
             );
         }
         log::debug!(
-            "tracking {} (pid {} {})",
+            "tracking {} (pid {} {}, {:?})",
             rec.path.display(),
             rec.tgid,
-            rec.comm
+            rec.comm,
+            rec.kind
         );
-        self.drop_entry(&key); // an inode number reused after an unlink
+        // A new file on the inode number of a tracked one: that older lock
+        // was released (its inode freed), whatever its name. Forget it here;
+        // its own kernel record has its own key and is deleted with it.
+        if let Some(old) = self.by_file.get(&key.file()).copied() {
+            if old != key {
+                self.untrack(&old);
+            }
+        }
+        self.drop_entry(&key);
         self.by_owner.entry(rec.tgid).or_default().insert(key);
+        self.by_file.insert(key.file(), key);
         self.locks.insert(
             key,
             Tracked {
@@ -281,7 +513,7 @@ impl<K: LockKernel> LockWork<K> {
         };
         let gone: Vec<LockKey> = keys
             .iter()
-            .filter(|k| !self.locks.get(k).is_some_and(still_named))
+            .filter(|k| !self.locks.get(k).is_some_and(|l| self.still_named(l)))
             .copied()
             .collect();
         for k in gone {
@@ -294,14 +526,7 @@ impl<K: LockKernel> LockWork<K> {
             return Vec::new();
         };
         self.suspect.remove(&e.tgid);
-        let cause = Cause::Exited {
-            pid: e.tgid,
-            comm: e.comm.clone(),
-            status: e.status,
-            ppid: e.ppid,
-            parent_subreaper: e.parent_subreaper,
-            parent_start: e.parent_start_boottime,
-        };
+        let cause = Cause::of(&e);
         let start = procfs::boottime_ns_to_ticks(e.start_boottime);
         keys.iter()
             .map(|&key| {
@@ -463,7 +688,7 @@ impl<K: LockKernel> LockWork<K> {
         let gone: Vec<LockKey> = self
             .locks
             .values()
-            .filter(|l| !still_named(l))
+            .filter(|l| !self.still_named(l))
             .map(|l| l.key)
             .collect();
         for k in &gone {
@@ -509,6 +734,7 @@ impl<K: LockKernel> LockWork<K> {
                 cands.push(c);
             }
         }
+        next.append(&mut self.deferred);
         if cands.is_empty() {
             return next;
         }
@@ -516,14 +742,15 @@ impl<K: LockKernel> LockWork<K> {
         let outcomes = removal::remove_all(&targets, &ignore, self.cfg.dry_run);
         for (c, outcome) in cands.into_iter().zip(outcomes) {
             let path = c.lock.rec.path.display();
+            let place = &c.place;
             match outcome {
                 Outcome::Removed => {
-                    log::info!("removed {path}: {}", c.reason);
+                    log::info!("removed {path}{place}: {}", c.reason);
                     self.metrics.locks_removed_total.fetch_add(1, Relaxed);
                     self.untrack(&c.lock.key);
                 }
                 Outcome::WouldRemove => {
-                    log::info!("would remove {path}: {} (dry run)", c.reason);
+                    log::info!("would remove {path}{place}: {} (dry run)", c.reason);
                     self.untrack(&c.lock.key);
                 }
                 Outcome::Kept(keep) => self.keep(&c, keep, &mut next),
@@ -553,10 +780,19 @@ impl<K: LockKernel> LockWork<K> {
             None
         };
         // A lock made in another mount namespace (a container, or a
-        // sandboxed service) is judged only if its path names the very same
-        // inode here too; check 1 (device + inode) decides. Otherwise the
-        // name here is some other file, and is kept.
-        let foreign = lock.rec.mnt_ns != self.own_mnt_ns;
+        // sandboxed service) is judged there, through a live process that
+        // shares it. When none does, it is judged only if its path names
+        // the very same inode here too; check 1 (device + inode) decides.
+        // Otherwise the name here is some other file, and is kept.
+        let root = self.root_for(lock.rec.mnt_ns, &[lock.owner(), cause.pid()]);
+        let foreign = matches!(root, Root::Unreachable);
+        if foreign {
+            log::info!(
+                "{path}: no live process shares the mount namespace pid {} ({}) made it in; judging the same path here",
+                lock.owner(),
+                lock.rec.comm
+            );
+        }
         let released = |s: &mut Self, what: &str| {
             if foreign {
                 log::info!(
@@ -571,7 +807,7 @@ impl<K: LockKernel> LockWork<K> {
             s.untrack(&key);
             None
         };
-        let dir = match lockfile::open_parent(&lock.rec.path) {
+        let dir = match lockfile::open_parent_in(root.fd(), &lock.rec.path) {
             Ok(d) => d,
             Err(e) if lockfile::is_gone(&e) => return released(self, "its directory is gone"),
             Err(e) if lockfile::is_symlink_refusal(&e) => {
@@ -597,15 +833,49 @@ impl<K: LockKernel> LockWork<K> {
         if st.id != lock.file {
             return released(self, "the name belongs to another file");
         }
-        if !st.regular {
-            log::info!("kept {path}: no longer a regular file");
+        let kind = lock.rec.kind;
+        let shape_ok = match kind {
+            LockKind::Mkdir => st.dir,
+            LockKind::Symlink => st.symlink,
+            _ => st.regular,
+        };
+        if !shape_ok {
+            log::info!("kept {path}: no longer a {}", kind.what());
             self.kept(KeptReason::Other);
             return done(self);
         }
-        let pid = dir
-            .read_head(dir.name())
-            .ok()
-            .and_then(|h| verdict::parse_pid_line(&h));
+        // what names the owner: a symlink's target (never followed), a
+        // lock directory's one small file, or the file's first line
+        let mut other_data = None;
+        let (pid, shape) = match kind {
+            LockKind::Symlink => (
+                dir.read_link(dir.name())
+                    .ok()
+                    .and_then(|t| verdict::parse_symlink_owner(&t)),
+                Shape::File,
+            ),
+            LockKind::Mkdir => match dir.dir_content(dir.name()) {
+                Ok(DirContent::Empty) => (None, Shape::Dir(None)),
+                Ok(DirContent::One { name, id, head }) => {
+                    (verdict::parse_pid_line(&head), Shape::Dir(Some((name, id))))
+                }
+                Ok(DirContent::Other(why)) => {
+                    other_data = Some(why);
+                    (None, Shape::Dir(None))
+                }
+                Err(e) => {
+                    log::warn!("kept {path}: cannot read the lock directory: {e}");
+                    self.kept(KeptReason::Other);
+                    return done(self);
+                }
+            },
+            _ => (
+                dir.read_head(dir.name())
+                    .ok()
+                    .and_then(|h| verdict::parse_pid_line(&h)),
+                Shape::File,
+            ),
+        };
 
         let (reason, stale) = match (cause, lock.stale_reason()) {
             (Cause::Gone { pid }, None) => {
@@ -643,11 +913,15 @@ impl<K: LockKernel> LockWork<K> {
                     ppid,
                     parent_subreaper,
                     parent_start,
+                    ns_tgid,
+                    pid_ns,
                 },
                 None,
             ) => {
                 let kind = ExitKind::from_wait_status(*status);
-                let names_self = pid == Some(*p) && lock.rec.pid_ns == self.own_pid_ns;
+                // the file's PID is read in the creator's PID namespace;
+                // the exiting process's number there, if it lives in it
+                let names_self = pid == Some(*ns_tgid) && lock.rec.pid_ns == *pid_ns;
                 let owner = format!("owner pid {p} ({comm}) {kind}");
                 match verdict::on_exit(kind, names_self, *ppid, *parent_subreaper) {
                     OnExit::Stale => (owner, (*p, *status, comm.clone())),
@@ -662,6 +936,20 @@ impl<K: LockKernel> LockWork<K> {
                         log::info!("handed {path} to parent pid {pp} ({pcomm}): {owner}");
                         self.metrics.locks_handed_total.fetch_add(1, Relaxed);
                         self.set_owner(key, pp, *parent_start, pcomm, None);
+                        // the parent's own exit may be in this very batch,
+                        // already looked at while it owned nothing
+                        let start = procfs::boottime_ns_to_ticks(*parent_start);
+                        if let Some(pe) = self
+                            .batch_exits
+                            .get(&pp)
+                            .filter(|pe| procfs::boottime_ns_to_ticks(pe.start_boottime) == start)
+                        {
+                            self.deferred.push(Work {
+                                key,
+                                owner: pp,
+                                cause: Cause::of(pe),
+                            });
+                        }
                         return None;
                     }
                 }
@@ -680,22 +968,46 @@ impl<K: LockKernel> LockWork<K> {
             }
             _ => {}
         }
-        let pid = removal::judge_pid(
-            pid,
-            lock.rec.pid_ns == self.own_pid_ns,
-            &[cause.pid()],
-            st.mtime_ns,
-        );
+        if let Some(why) = other_data {
+            log::info!("kept {path}: the lock directory holds other data ({why}); {reason}");
+            self.kept(KeptReason::Other);
+            return done(self);
+        }
+        let pid = self.judge_pid(pid, &lock, cause, st.mtime_ns);
         Some(Candidate {
             target: Some(Target {
                 dir,
                 file: lock.file,
+                shape,
                 pid,
             }),
+            place: root.place(),
             lock,
             reason,
             stale,
         })
+    }
+
+    /// Check 4 in the creator's PID namespace: a PID written in a
+    /// container is looked up there (NSpid of its processes).
+    fn judge_pid(
+        &self,
+        pid: Option<u32>,
+        lock: &Tracked,
+        cause: &Cause,
+        mtime_ns: i128,
+    ) -> PidInFile {
+        let exiting = [cause.pid()];
+        match pid {
+            Some(p) if lock.rec.pid_ns != self.own_pid_ns => {
+                match procfs::host_pid(p, lock.rec.pid_ns) {
+                    NsPid::Host(h) => removal::judge_pid(Some(h), true, &exiting, mtime_ns),
+                    NsPid::Dead => PidInFile::Dead(p),
+                    NsPid::Unknown => PidInFile::Uninterpretable,
+                }
+            }
+            _ => removal::judge_pid(pid, true, &exiting, mtime_ns),
+        }
     }
 
     /// Keep a lock for a live process, which becomes its owner: when that
@@ -736,12 +1048,4 @@ impl<K: LockKernel> LockWork<K> {
             });
         }
     }
-}
-
-/// Does the lock's name still refer to its inode? (lstat; no symlinks)
-fn still_named(l: &Tracked) -> bool {
-    std::fs::symlink_metadata(&l.rec.path).is_ok_and(|m| {
-        use std::os::unix::fs::MetadataExt;
-        FileId::from_stat(m.dev(), m.ino()) == l.file
-    })
 }

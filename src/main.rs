@@ -345,7 +345,7 @@ fn run(args: RunArgs) -> Result<()> {
             &mut lock_storage,
             &lock_monitor::LockBpfConfig {
                 non_exclusive: args.non_exclusive,
-                suffixes: matcher.kernel_suffixes(),
+                names: matcher.kernel_filter(),
                 max_owners: args.max_owners,
                 max_locks: args.max_locks,
                 ring_buffer_size: args.ring_buffer_size,

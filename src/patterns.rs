@@ -47,6 +47,17 @@ pub const DENY_LIST: &[&str] = &[
 /// `MAX_SUFFIX_LEN` bytes (bpf/locks.bpf.c: MAX_SUFFIXES, SUFFIX_LEN - 0).
 pub const MAX_SUFFIXES: usize = 8;
 pub const MAX_SUFFIX_LEN: usize = 16;
+/// And at most this many name prefixes (MAX_PREFIXES, PREFIX_LEN).
+pub const MAX_PREFIXES: usize = 4;
+pub const MAX_PREFIX_LEN: usize = 16;
+
+/// The kernel's name pre-filter: a name passes when it ends with one of
+/// the suffixes or starts with one of the prefixes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KernelFilter {
+    pub suffixes: Vec<Vec<u8>>,
+    pub prefixes: Vec<Vec<u8>>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Match {
@@ -144,20 +155,28 @@ impl LockMatcher {
         Match::Candidate
     }
 
-    /// Literal name suffixes the kernel may pre-filter on: every include
-    /// glob must end in one. `None` when some glob has no literal tail
-    /// (e.g. `LOCK*`): then the kernel sends every exclusive creation.
-    pub fn kernel_suffixes(&self) -> Option<Vec<Vec<u8>>> {
+    /// Literal name suffixes the kernel may pre-filter on (every include
+    /// glob must end in one), and literal prefixes for the globs that have
+    /// no literal tail (`.#*`, `LOCK*`). `None` when some glob has neither
+    /// (`*`), or there are too many: then the kernel sends every creation.
+    pub fn kernel_filter(&self) -> Option<KernelFilter> {
+        let special = |c: &u8| matches!(c, b'*' | b'?' | b'[' | b']' | b'{' | b'}' | b'\\');
         let mut out: Vec<Vec<u8>> = Vec::new();
+        let mut prefixes: Vec<Vec<u8>> = Vec::new();
         for g in &self.include_globs {
             let base = g.rsplit('/').next().unwrap_or(g).as_bytes();
-            let start = base
-                .iter()
-                .rposition(|c| matches!(c, b'*' | b'?' | b'[' | b']' | b'{' | b'}' | b'\\'))
-                .map_or(0, |i| i + 1);
+            let start = base.iter().rposition(special).map_or(0, |i| i + 1);
             let mut tail = &base[start..];
             if tail.is_empty() {
-                return None;
+                let end = base.iter().position(special).unwrap_or(base.len());
+                let head = &base[..end.min(MAX_PREFIX_LEN)];
+                if head.is_empty() {
+                    return None;
+                }
+                if !prefixes.iter().any(|p| p.as_slice() == head) {
+                    prefixes.push(head.to_vec());
+                }
+                continue;
             }
             if tail.len() > MAX_SUFFIX_LEN {
                 tail = &tail[tail.len() - MAX_SUFFIX_LEN..];
@@ -174,7 +193,10 @@ impl LockMatcher {
                 kept.push(s);
             }
         }
-        (kept.len() <= MAX_SUFFIXES).then_some(kept)
+        (kept.len() <= MAX_SUFFIXES && prefixes.len() <= MAX_PREFIXES).then_some(KernelFilter {
+            suffixes: kept,
+            prefixes,
+        })
     }
 }
 
@@ -244,24 +266,33 @@ mod tests {
 
     #[test]
     fn kernel_suffixes() {
+        let sfx = |lm: LockMatcher| lm.kernel_filter().map(|f| f.suffixes);
         let lm = m(&[], &[], &[]);
-        assert_eq!(
-            lm.kernel_suffixes(),
-            Some(vec![b".lck".to_vec(), b".lock".to_vec()])
-        );
+        assert_eq!(sfx(lm), Some(vec![b".lck".to_vec(), b".lock".to_vec()]));
         let lm = m(&["*.pid", "/run/**/db.lock"], &[], &[]);
         // "db.lock" is covered by ".lock"
         assert_eq!(
-            lm.kernel_suffixes(),
+            sfx(lm),
             Some(vec![b".lck".to_vec(), b".pid".to_vec(), b".lock".to_vec()])
         );
-        assert_eq!(m(&["LOCK*"], &[], &[]).kernel_suffixes(), None);
-        let long = m(&["*.a-very-long-suffix-indeed"], &[], &[])
-            .kernel_suffixes()
-            .unwrap();
+        assert_eq!(m(&["*"], &[], &[]).kernel_filter(), None);
+        let long = sfx(m(&["*.a-very-long-suffix-indeed"], &[], &[])).unwrap();
         assert!(long.iter().all(|s| s.len() <= MAX_SUFFIX_LEN));
         let many: Vec<String> = (0..9).map(|i| format!("*.x{i}")).collect();
         let refs: Vec<&str> = many.iter().map(|s| s.as_str()).collect();
-        assert_eq!(m(&refs, &[], &[]).kernel_suffixes(), None);
+        assert_eq!(m(&refs, &[], &[]).kernel_filter(), None);
+    }
+
+    #[test]
+    fn kernel_prefixes() {
+        // editor locks: no literal tail, a literal head
+        let f = m(&[".#*", "LOCK*", "/srv/**/.#*"], &[], &[])
+            .kernel_filter()
+            .unwrap();
+        assert_eq!(f.prefixes, vec![b".#".to_vec(), b"LOCK".to_vec()]);
+        assert_eq!(f.suffixes, vec![b".lck".to_vec(), b".lock".to_vec()]);
+        let many: Vec<String> = (0..5).map(|i| format!("p{i}*")).collect();
+        let refs: Vec<&str> = many.iter().map(|s| s.as_str()).collect();
+        assert_eq!(m(&refs, &[], &[]).kernel_filter(), None);
     }
 }

@@ -131,6 +131,93 @@ pub fn own_ns(kind: &str) -> io::Result<u64> {
     Ok(fs::metadata(format!("/proc/self/ns/{kind}"))?.ino())
 }
 
+/// Inode number of a process's namespace of `kind`.
+pub fn ns_of(pid: u32, kind: &str) -> Option<u64> {
+    fs::metadata(format!("/proc/{pid}/ns/{kind}"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// Live processes in the mount namespace `mnt_ns`, best first: the one
+/// that sees the most mounts (a chrooted process sees only those under its
+/// root, and its /proc/PID/root is not the namespace's root), then those in
+/// `prefer`, then by ascending PID (a container's init first, usually).
+pub fn procs_in_mnt_ns(mnt_ns: u64, prefer: &[u32]) -> Vec<u32> {
+    let inside = |p: u32| ns_of(p, "mnt") == Some(mnt_ns) && stat(p).is_some_and(|s| s.alive());
+    let mut out: Vec<u32> = prefer.iter().copied().filter(|&p| inside(p)).collect();
+    let mut rest: Vec<u32> = numeric_dirs(Path::new("/proc"))
+        .filter(|p| !prefer.contains(p))
+        .collect();
+    rest.sort_unstable();
+    // a few: one is enough unless it is chrooted or ends meanwhile
+    out.extend(rest.into_iter().filter(|&p| inside(p)).take(4));
+    let mounts = |p: u32| {
+        fs::read_to_string(format!("/proc/{p}/mountinfo"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let mut scored: Vec<(usize, u32)> = out.into_iter().map(|p| (mounts(p), p)).collect();
+    // stable: ties keep the order above
+    scored.sort_by_key(|&(n, _)| std::cmp::Reverse(n));
+    scored.into_iter().map(|(_, p)| p).collect()
+}
+
+/// The NSpid line of /proc/PID/status: the PID in each namespace, from
+/// the outermost (ours) to the innermost (the process's own).
+pub fn parse_nspid(status: &str) -> Option<Vec<u32>> {
+    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+    line.split_whitespace().map(|v| v.parse().ok()).collect()
+}
+
+/// A PID as some PID namespace numbers it, seen from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NsPid {
+    /// That process (or thread) is alive; its PID here.
+    Host(u32),
+    /// No process of that namespace has this PID.
+    Dead,
+    /// We cannot see that namespace's processes.
+    Unknown,
+}
+
+/// Find the process whose PID in namespace `pid_ns` (inode number) is
+/// `nspid`. Threads count: a PID file may name a thread. When no process
+/// of the namespace is visible, the namespace is gone (all its processes
+/// ended) if we are in the initial PID namespace, which sees every
+/// process; otherwise we cannot tell.
+pub fn host_pid(nspid: u32, pid_ns: u64) -> NsPid {
+    let mut seen = false;
+    for pid in numeric_dirs(Path::new("/proc")) {
+        if ns_of(pid, "pid") != Some(pid_ns) {
+            continue;
+        }
+        seen = true;
+        for tid in numeric_dirs(Path::new(&format!("/proc/{pid}/task"))) {
+            let Ok(text) = fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")) else {
+                continue;
+            };
+            if parse_nspid(&text).and_then(|v| v.last().copied()) == Some(nspid)
+                && stat(tid).is_some_and(|s| s.alive())
+            {
+                return NsPid::Host(tid);
+            }
+        }
+    }
+    if seen || in_initial_pid_ns() {
+        NsPid::Dead
+    } else {
+        NsPid::Unknown
+    }
+}
+
+/// Our NSpid has one entry only in the initial PID namespace.
+pub fn in_initial_pid_ns() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|t| parse_nspid(&t))
+        .is_some_and(|v| v.len() == 1)
+}
+
 fn numeric_dirs(dir: &Path) -> impl Iterator<Item = u32> {
     fs::read_dir(dir)
         .into_iter()
@@ -324,6 +411,22 @@ mod tests {
                 ino: 1234
             }]
         );
+    }
+
+    #[test]
+    fn nspid_lines() {
+        let t = "Name:\tsh\nTgid:\t5\nNSpid:\t4242\t17\t3\nNSpgid:\t1\n";
+        assert_eq!(parse_nspid(t), Some(vec![4242, 17, 3]));
+        assert_eq!(parse_nspid("NSpid:\t9\n"), Some(vec![9]));
+        assert_eq!(parse_nspid("Name: x\n"), None);
+        assert!(in_initial_pid_ns() || !in_initial_pid_ns());
+        let me = std::process::id();
+        let ns = ns_of(me, "pid").unwrap();
+        if in_initial_pid_ns() {
+            assert_eq!(host_pid(me, ns), NsPid::Host(me));
+        }
+        let mnt = ns_of(me, "mnt").unwrap();
+        assert_eq!(procs_in_mnt_ns(mnt, &[me]).first(), Some(&me));
     }
 
     #[test]

@@ -7,16 +7,76 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io;
 
-use crate::lockfile::{self, LockDir};
+use crate::lockfile::{self, DirContent, LockDir};
 use crate::procfs::{self, FileId, HeldLock};
 use crate::verdict::{self, Facts, Keep, PidInFile};
 
-/// One file to judge: its directory (opened without symlinks, check 5),
-/// its identity (check 1 passed when it was opened) and what its PID says.
+/// One lock to judge: its directory (opened without symlinks, check 5),
+/// its identity (check 1 passed when it was opened), what it is and what
+/// its PID says.
 pub struct Target {
     pub dir: LockDir,
     pub file: FileId,
+    pub shape: Shape,
     pub pid: PidInFile,
+}
+
+/// What the lock's name is, and so how it is removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shape {
+    /// A regular file or a symlink: one unlink.
+    File,
+    /// A lock directory, empty or holding one small file (name, identity):
+    /// that file, then the directory; never anything else.
+    Dir(Option<(OsString, FileId)>),
+}
+
+impl Target {
+    /// Every inode checks 2 and 3 look at: the lock, and its one file.
+    fn ids(&self) -> Vec<FileId> {
+        match &self.shape {
+            Shape::Dir(Some((_, id))) => vec![self.file, *id],
+            _ => vec![self.file],
+        }
+    }
+
+    fn blocker(
+        &self,
+        open: &std::collections::HashMap<FileId, u32>,
+        held: &[HeldLock],
+        ignore: &[u32],
+    ) -> Option<Keep> {
+        let ids = self.ids();
+        ids.iter()
+            .find_map(|id| open.get(id).map(|&p| Keep::OpenBy(p)))
+            .or_else(|| {
+                ids.iter()
+                    .find_map(|&id| locked_by(held, id, ignore).map(Keep::LockedBy))
+            })
+    }
+
+    /// The staged lock is what was judged: same inode and, for a
+    /// directory, the same content.
+    fn unchanged(&self, hidden: &OsString) -> bool {
+        if !self.dir.stat(hidden).is_ok_and(|st| st.id == self.file) {
+            return false;
+        }
+        match &self.shape {
+            Shape::File => true,
+            Shape::Dir(inner) => match (self.dir.dir_content(hidden), inner) {
+                (Ok(DirContent::Empty), None) => true,
+                (Ok(DirContent::One { name, id, .. }), Some((n, i))) => name == *n && id == *i,
+                _ => false,
+            },
+        }
+    }
+
+    fn remove(&self, hidden: &OsString) -> io::Result<()> {
+        match &self.shape {
+            Shape::File => self.dir.unlink(hidden),
+            Shape::Dir(inner) => self.dir.remove_dir(hidden, inner.as_ref()),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -65,15 +125,22 @@ fn locked_by(held: &[HeldLock], file: FileId, ignore: &[u32]) -> Option<u32> {
 /// in `ignore` (this agent, owners known to be exiting) hold nothing.
 pub fn remove_all(targets: &[Target], ignore: &[u32], dry_run: bool) -> Vec<Outcome> {
     let mut out: Vec<Option<Outcome>> = targets.iter().map(|_| None).collect();
-    let ids: HashSet<FileId> = targets.iter().map(|t| t.file).collect();
+    let ids: HashSet<FileId> = targets.iter().flat_map(|t| t.ids()).collect();
     let open = procfs::open_holders(&ids, ignore);
     let held = procfs::held_locks();
     let mut removable = Vec::new();
     for (i, t) in targets.iter().enumerate() {
+        let blocker = t.blocker(&open, &held, ignore);
         let facts = Facts {
             same_inode: true,
-            open_by: open.get(&t.file).copied(),
-            locked_by: locked_by(&held, t.file, ignore),
+            open_by: match blocker {
+                Some(Keep::OpenBy(p)) => Some(p),
+                _ => None,
+            },
+            locked_by: match blocker {
+                Some(Keep::LockedBy(p)) => Some(p),
+                _ => None,
+            },
             pid: t.pid,
         };
         match verdict::judge(&facts) {
@@ -97,33 +164,27 @@ pub fn remove_all(targets: &[Target], ignore: &[u32], dry_run: bool) -> Vec<Outc
     for i in removable {
         let t = &targets[i];
         match t.dir.hide() {
-            Ok(hidden) => match t.dir.stat(&hidden) {
-                Ok(st) if st.id == t.file => staged.push((i, hidden)),
-                _ => {
-                    restore(t, &hidden);
-                    out[i] = Some(Outcome::Kept(Keep::Replaced));
-                }
-            },
+            Ok(hidden) if t.unchanged(&hidden) => staged.push((i, hidden)),
+            Ok(hidden) => {
+                restore(t, &hidden);
+                out[i] = Some(Outcome::Kept(Keep::Replaced));
+            }
             Err(e) if lockfile::is_gone(&e) => out[i] = Some(Outcome::Gone),
             Err(e) => out[i] = Some(Outcome::Failed(e)),
         }
     }
     if !staged.is_empty() {
-        let ids: HashSet<FileId> = staged.iter().map(|&(i, _)| targets[i].file).collect();
+        let ids: HashSet<FileId> = staged.iter().flat_map(|&(i, _)| targets[i].ids()).collect();
         let open = procfs::open_holders(&ids, ignore);
         let held = procfs::held_locks();
         for (i, hidden) in staged {
             let t = &targets[i];
-            let blocker = open
-                .get(&t.file)
-                .map(|&p| Keep::OpenBy(p))
-                .or_else(|| locked_by(&held, t.file, ignore).map(Keep::LockedBy));
-            out[i] = Some(match blocker {
+            out[i] = Some(match t.blocker(&open, &held, ignore) {
                 Some(keep) => {
                     restore(t, &hidden);
                     Outcome::Kept(keep)
                 }
-                None => match t.dir.unlink(&hidden) {
+                None => match t.remove(&hidden) {
                     Ok(()) => Outcome::Removed,
                     Err(e) => {
                         restore(t, &hidden);

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::lockfile;
 use crate::patterns::{LockMatcher, Match};
-use crate::removal::{self, Outcome, Target};
+use crate::removal::{self, Outcome, Shape, Target};
 use crate::verdict::PidInFile;
 
 /// Directory depth the walk goes to under each `--path`.
@@ -124,6 +124,7 @@ pub fn sweep_locks(
                 targets.push(Target {
                     dir,
                     file: st.id,
+                    shape: Shape::File,
                     pid,
                 });
             }

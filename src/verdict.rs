@@ -169,6 +169,22 @@ pub fn parse_pid_line(content: &[u8]) -> Option<u32> {
     }
 }
 
+/// The owner PID of an editor-style symlink lock, from its target
+/// (Emacs: `user@host.PID:BOOT`): the digits after the last '.' before
+/// the first ':'. The link is never followed; anything else is no PID.
+pub fn parse_symlink_owner(target: &[u8]) -> Option<u32> {
+    let head = target.split(|&b| b == b':').next()?;
+    let dot = head.iter().rposition(|&b| b == b'.')?;
+    let digits = std::str::from_utf8(&head[dot + 1..]).ok()?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    match digits.parse::<u32>() {
+        Ok(p) if p > 0 => Some(p),
+        _ => None,
+    }
+}
+
 /// Check 4's PID-reuse rule: a process that started after the file was
 /// last written cannot have written it. A margin keeps near-ties (clock
 /// granularity) on the safe side: alive.
@@ -318,6 +334,17 @@ mod tests {
         assert_eq!(parse_pid_line(b"pid 12\n"), None);
         assert_eq!(parse_pid_line(b"99999999999999\n"), None);
         assert_eq!(parse_pid_line(b"\xff\xfe"), None);
+    }
+
+    #[test]
+    fn symlink_owners() {
+        assert_eq!(parse_symlink_owner(b"me@host.4242:1700000000"), Some(4242));
+        assert_eq!(parse_symlink_owner(b"me@a.b.example.77:1"), Some(77));
+        assert_eq!(parse_symlink_owner(b"me@host.77"), Some(77));
+        assert_eq!(parse_symlink_owner(b"me@host:77"), None);
+        assert_eq!(parse_symlink_owner(b"me@host.x7:1"), None);
+        assert_eq!(parse_symlink_owner(b"/some/where/file.txt"), None);
+        assert_eq!(parse_symlink_owner(b""), None);
     }
 
     #[test]

@@ -323,3 +323,37 @@ fn socket_stamps_survive_a_restart() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(!pins.0.exists(), "pins left behind");
 }
+
+/// Locks taken by name (mkdir, link) while no agent runs wait in the pinned
+/// table under pending keys; the next agent resolves and judges them.
+#[test]
+fn lock_directory_and_dotlock_taken_while_stopped_are_removed_after() {
+    if !privileged() {
+        return;
+    }
+    let dir = test_dir("downtime-named");
+    let pins = Pins::new("downtime-named");
+    let mut procs = Procs::default();
+    let mut a = pinned_agent(dir.path(), &pins);
+    assert_eq!(a.stop(), Some(0));
+    let d = dir.path().join("held.lock");
+    let dot = dir.path().join("mail.lock");
+    let (dc, tmp, dotc) = (cstr(&d), cstr(&dir.path().join("tmp.x")), cstr(&dot));
+    let p = procs.fork(move || {
+        assert_eq!(unsafe { libc::mkdir(dc.as_ptr(), 0o755) }, 0);
+        create(&tmp, true, b"");
+        assert_eq!(unsafe { libc::link(tmp.as_ptr(), dotc.as_ptr()) }, 0);
+        park();
+    });
+    assert!(wait_for(PATIENCE, || exists(&d) && exists(&dot)));
+    procs.kill(p, libc::SIGKILL);
+    procs.reap(p);
+    let b = pinned_agent(dir.path(), &pins);
+    assert!(
+        wait_for(PATIENCE, || !exists(&d) && !exists(&dot)),
+        "{}",
+        b.log_text()
+    );
+    assert!(b.wait_log(&["removed", "held.lock", "killed by SIGKILL"]));
+    assert!(b.wait_log(&["removed", "mail.lock", "killed by SIGKILL"]));
+}
