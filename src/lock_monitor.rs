@@ -8,7 +8,7 @@ use std::mem::MaybeUninit;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, OpenObject};
 
 use crate::bpf::locks::{LocksSkel, LocksSkelBuilder};
@@ -36,7 +36,7 @@ pub struct LockBpfConfig {
 pub struct LockMonitor<'obj> {
     pub skel: LocksSkel<'obj>,
     _links: Vec<Link>,
-    pub attached: Vec<&'static str>,
+    pub attached: Vec<String>,
     /// How whole-process exit is seen on this kernel.
     pub exit_hook: &'static str,
     /// The links pinned in the pin directory.
@@ -117,52 +117,22 @@ pub fn load<'obj>(
         }
     }
 
-    let progs = &mut open.progs;
-    let wanted =
-        |tp: &str| has_syscall_tracepoint(tp) && (tp != "sys_exit_creat" || cfg.non_exclusive);
-    progs
-        .handle_openat2_exit
-        .set_autoload(wanted("sys_exit_openat2"));
-    progs.handle_open_exit.set_autoload(wanted("sys_exit_open"));
-    progs
-        .handle_creat_exit
-        .set_autoload(wanted("sys_exit_creat"));
-    progs
-        .handle_unlink_exit
-        .set_autoload(wanted("sys_exit_unlink"));
-    progs
-        .handle_renameat_exit
-        .set_autoload(wanted("sys_exit_renameat"));
-    progs
-        .handle_renameat2_exit
-        .set_autoload(wanted("sys_exit_renameat2"));
-    progs
-        .handle_rename_exit
-        .set_autoload(wanted("sys_exit_rename"));
-    progs
-        .handle_unlinkat_exit
-        .set_autoload(wanted("sys_exit_unlinkat"));
-    progs.handle_link_exit.set_autoload(wanted("sys_exit_link"));
-    progs
-        .handle_linkat_exit
-        .set_autoload(wanted("sys_exit_linkat"));
-    progs
-        .handle_mkdir_exit
-        .set_autoload(wanted("sys_exit_mkdir"));
-    progs
-        .handle_mkdirat_exit
-        .set_autoload(wanted("sys_exit_mkdirat"));
-    progs
-        .handle_symlink_exit
-        .set_autoload(wanted("sys_exit_symlink"));
-    progs
-        .handle_symlinkat_exit
-        .set_autoload(wanted("sys_exit_symlinkat"));
-    // sched_process_exit's group_dead argument is recent; older kernels
-    // get the program that reads signal->live instead
+    // Each syscall program is loaded when the kernel has its tracepoint
+    // (creat only with --non-exclusive: it can never be exclusive).
+    // sched_process_exit's group_dead argument is recent; older kernels get
+    // the program that reads signal->live instead.
     let group_dead = exit_tracepoint_has_group_dead() && !cfg.force_exit_fallback;
-    progs.handle_exit.set_autoload(group_dead);
-    progs.handle_exit_legacy.set_autoload(!group_dead);
+    for mut prog in open.open_object_mut().progs_mut() {
+        let section = prog.section().to_string_lossy().into_owned();
+        let load = match section.strip_prefix("tracepoint/syscalls/") {
+            Some(tp) => has_syscall_tracepoint(tp) && (tp != "sys_exit_creat" || cfg.non_exclusive),
+            None if section == "tp_btf/sched_process_exit" => {
+                (prog.name() == "handle_exit") == group_dead
+            }
+            None => true,
+        };
+        prog.set_autoload(load);
+    }
 
     let skel = open.load().map_err(|e| {
         let hint = if pin_dir.is_some() {
@@ -178,47 +148,24 @@ pub fn load<'obj>(
     let mut links = Vec::new();
     let mut attached = Vec::new();
     let mut pinned_links = Vec::new();
-    {
-        let p = &skel.progs;
-        let all: [(&'static str, &libbpf_rs::ProgramMut<'_>); 17] = [
-            ("sys_exit_openat", &p.handle_openat_exit),
-            ("sys_exit_openat2", &p.handle_openat2_exit),
-            ("sys_exit_open", &p.handle_open_exit),
-            ("sys_exit_creat", &p.handle_creat_exit),
-            ("sys_exit_unlinkat", &p.handle_unlinkat_exit),
-            ("sys_exit_unlink", &p.handle_unlink_exit),
-            ("sys_exit_renameat2", &p.handle_renameat2_exit),
-            ("sys_exit_renameat", &p.handle_renameat_exit),
-            ("sys_exit_rename", &p.handle_rename_exit),
-            ("sys_exit_link", &p.handle_link_exit),
-            ("sys_exit_linkat", &p.handle_linkat_exit),
-            ("sys_exit_mkdir", &p.handle_mkdir_exit),
-            ("sys_exit_mkdirat", &p.handle_mkdirat_exit),
-            ("sys_exit_symlink", &p.handle_symlink_exit),
-            ("sys_exit_symlinkat", &p.handle_symlinkat_exit),
-            ("sched_process_exit", &p.handle_exit),
-            (
-                "sched_process_exit (no group_dead: signal->live)",
-                &p.handle_exit_legacy,
-            ),
-        ];
-        for (tp, prog) in all {
-            if !prog.autoload() {
-                continue;
-            }
-            let link = prog
-                .attach()
-                .map_err(|e| Unmet(format!("attaching the lock program to {tp} failed: {e}")))?;
-            links.push(link);
-            attached.push(tp);
+    for prog in skel.object().progs_mut() {
+        if !prog.autoload() {
+            continue;
         }
+        let section = prog.section().to_string_lossy();
+        let mut tp = section.rsplit('/').next().unwrap_or(&section).to_string();
+        if prog.name() == "handle_exit_legacy" {
+            tp.push_str(" (no group_dead: signal->live)");
+        }
+        let link = prog
+            .attach()
+            .map_err(|e| Unmet(format!("attaching the lock program to {tp} failed: {e}")))?;
+        links.push(link);
+        attached.push(tp);
     }
     if let Some(dir) = pin_dir {
-        let mut named: Vec<(String, &mut Link)> = attached
-            .iter()
-            .map(|tp| tp.to_string())
-            .zip(links.iter_mut())
-            .collect();
+        let mut named: Vec<(String, &mut Link)> =
+            attached.iter().cloned().zip(links.iter_mut()).collect();
         pinned_links = pins::replace_links(dir, LINK_PREFIX, &mut named)?;
     }
     Ok(LockMonitor {

@@ -205,24 +205,6 @@ fn status_shows_programs_features_and_locks() {
     assert_eq!(run(false).status.code(), Some(3));
 }
 
-fn tcp_state(s: &std::net::TcpStream) -> u8 {
-    use std::os::fd::AsRawFd;
-    let mut info = [0u8; 256];
-    let mut len = info.len() as libc::socklen_t;
-    // SAFETY: info is large enough for struct tcp_info; len says so.
-    let r = unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            info.as_mut_ptr().cast(),
-            &mut len,
-        )
-    };
-    assert_eq!(r, 0);
-    info[0]
-}
-
 /// The CLOSE_WAIT stamps survive a restart: a socket that entered
 /// CLOSE_WAIT under one daemon is destroyed by the next about the timeout
 /// after its entry, not the timeout after the restart.

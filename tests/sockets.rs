@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{privileged, BIN};
+use common::{privileged, tcp_state, Netns, BIN};
 
 const TIMEOUT: &str = "2s";
 /// Generous: the socket must be gone well within this after its timeout.
@@ -58,23 +58,6 @@ fn free_port(loopback: &str) -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn tcp_state(s: &TcpStream) -> u8 {
-    let mut info = [0u8; 256];
-    let mut len = info.len() as libc::socklen_t;
-    // SAFETY: info is large enough for struct tcp_info; len says so.
-    let r = unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            info.as_mut_ptr().cast(),
-            &mut len,
-        )
-    };
-    assert_eq!(r, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
-    info[0] // tcpi_state
 }
 
 fn wait_state(s: &TcpStream, want: u8, patience: Duration) -> bool {
@@ -376,46 +359,6 @@ fn socket_in_close_wait_before_the_agent_starts_is_destroyed() {
         &[&peer.to_string(), "since the agent first saw it"],
         PATIENCE,
     );
-}
-
-/// A network namespace, deleted when dropped (even when the test fails).
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("egb-test-{}-{tag}", std::process::id());
-        let ok = Command::new("ip").args(["netns", "add", &name]).status();
-        assert!(ok.is_ok_and(|s| s.success()), "ip netns add {name}");
-        let ns = Netns(name);
-        let ok = Command::new("ip")
-            .args(["-n", &ns.0, "link", "set", "lo", "up"])
-            .status();
-        assert!(ok.is_ok_and(|s| s.success()), "bringing lo up in {}", ns.0);
-        ns
-    }
-
-    /// Run `f` on a thread inside the namespace; sockets it makes live there.
-    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let file = std::fs::File::open(format!("/run/netns/{}", self.0)).unwrap();
-        thread::scope(|s| {
-            s.spawn(move || {
-                // SAFETY: setns on a descriptor we own, for this thread only.
-                let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .unwrap()
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "delete", &self.0])
-            .status();
-    }
 }
 
 #[test]

@@ -17,13 +17,6 @@ fn sweep(args: &[&str]) -> Output {
         .expect("running sweep")
 }
 
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
 /// Set a file's modification time `secs` into the past.
 fn age(path: &Path, secs: i64) {
     let c = cstr(path);

@@ -7,13 +7,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{privileged, test_dir, BIN};
+use common::{privileged, tcp_state, test_dir, text, Netns, BIN};
 
 const TIMEOUT: &str = "2s";
 /// Longer than TIMEOUT plus the state file's rounding to whole seconds.
@@ -35,13 +34,6 @@ fn sweep(port: u16, state: &Path, extra: &[&str]) -> Output {
         .expect("running sweep")
 }
 
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
 /// Exit 0 and nothing printed.
 fn assert_quiet(o: &Output) {
     let (out, err) = text(o);
@@ -55,23 +47,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn tcp_state(s: &TcpStream) -> u8 {
-    let mut info = [0u8; 256];
-    let mut len = info.len() as libc::socklen_t;
-    // SAFETY: info is large enough for struct tcp_info; len says so.
-    let r = unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            info.as_mut_ptr().cast(),
-            &mut len,
-        )
-    };
-    assert_eq!(r, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
-    info[0]
 }
 
 fn wait_state(s: &TcpStream, want: u8) -> bool {
@@ -197,46 +172,6 @@ fn first_run_never_destroys_and_dry_run_destroys_nothing() {
     let out = sweep(port, &state, &[]);
     assert!(text(&out).0.starts_with("destroyed"), "{:?}", text(&out));
     assert_eq!(tcp_state(&s), TCP_CLOSE);
-}
-
-/// A network namespace, deleted when dropped (even when the test fails).
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!("egb-test-{}-{tag}", std::process::id());
-        let ok = Command::new("ip").args(["netns", "add", &name]).status();
-        assert!(ok.is_ok_and(|s| s.success()), "ip netns add {name}");
-        let ns = Netns(name);
-        let ok = Command::new("ip")
-            .args(["-n", &ns.0, "link", "set", "lo", "up"])
-            .status();
-        assert!(ok.is_ok_and(|s| s.success()), "bringing lo up in {}", ns.0);
-        ns
-    }
-
-    /// Run `f` on a thread inside the namespace; sockets it makes live there.
-    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let file = std::fs::File::open(format!("/run/netns/{}", self.0)).unwrap();
-        thread::scope(|s| {
-            s.spawn(move || {
-                // SAFETY: setns on a descriptor we own, for this thread only.
-                let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .unwrap()
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "delete", &self.0])
-            .status();
-    }
 }
 
 #[test]
