@@ -163,7 +163,22 @@ fn destroyed_idle_socket(loopback: &str, extra: &[&str], method: &str) {
         ],
         PATIENCE,
     );
-    assert!(line.contains("idle 2."), "{line}");
+    // never before the timeout, and at most a second after it. Under an
+    // emulated CPU (tests/vm/run.sh with TCG sets EGHOSTBUSTER_EMULATED_VM=1)
+    // every timer fires late by whatever the emulation costs: there the late
+    // side only has to be within PATIENCE; the early side stays exact.
+    let idle: f64 = line
+        .split("idle ")
+        .nth(1)
+        .and_then(|s| s.split('s').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no idle time in: {line}"));
+    let late = if std::env::var("EGHOSTBUSTER_EMULATED_VM").as_deref() == Ok("1") {
+        PATIENCE.as_secs_f64()
+    } else {
+        1.0
+    };
+    assert!((2.0..2.0 + late).contains(&idle), "{line}");
 }
 
 /// Does the kernel export the bpf_sock_destroy kfunc (Linux 6.5+)? Read from
