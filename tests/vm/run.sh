@@ -162,6 +162,7 @@ build_initramfs() {
         echo "REPO='$repo'"
         echo "AGENT='$agent'"
         echo "KVER='$kver'"
+        echo "ACCEL='$accel'"
     } >"$stage/egb.env"
     cp "$repo/tests/vm/init" "$stage/init"
     cp "$list" "$stage/test-binaries"
@@ -194,6 +195,7 @@ run_kernel() {
     [ -S "$tmp/vfs.sock" ] || { cat "$tmp/virtiofsd.log" >&2; kill "$vpid" 2>/dev/null; return 1; }
 
     echo "=== $pkg ($kver): booting; serial console in $log"
+    : >"$log" # before tail opens it: never show the last run's console
     qemu-system-x86_64 "${accel_args[@]}" -m "$mem" -smp "$cpus" -nographic -no-reboot \
         -kernel "$vmlinuz" -initrd "$tmp/initrd.gz" \
         -append "console=ttyS0 panic=-1 loglevel=4" \
