@@ -40,6 +40,17 @@ echo "EGB-FEATURES $(jq -c '.features' /tmp/s.json 2>/dev/null)"
 kill -INT "$apid" 2>/dev/null
 wait "$apid"
 echo "EGB-AGENT-EXIT $?"
+
+# Optional (issue 8): would fentry/fexit work here? Load with bpftool, attach
+# with a few lines of python (bpftool 7.1 cannot attach tracing programs).
+if [ -s "$FENTRY_OBJ" ] && command -v bpftool >/dev/null; then
+    if err=$(bpftool prog loadall "$FENTRY_OBJ" /sys/fs/bpf/egb_fentry 2>&1); then
+        echo "EGB-FENTRY loads; $(python3 "$REPO/tests/vm/fentry_attach.py" /sys/fs/bpf/egb_fentry/probe_fentry /sys/fs/bpf/egb_fentry/probe_fexit 2>&1 | tail -1)"
+    else
+        echo "EGB-FENTRY refused: $(echo "$err" | grep -v -i warning | grep . | tail -1)"
+    fi
+    rm -rf /sys/fs/bpf/egb_fentry
+fi
 sed 's/^/agent: /' /tmp/agent.log | head -40
 
 cd "$REPO"

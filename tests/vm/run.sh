@@ -83,6 +83,8 @@ if [ "${VM_SKIP_BUILD:-}" != 1 ] || [ ! -s "$list" ]; then
            | "\(.target.kind[0]):\(.target.name) \(.executable)"' "$vm/build.json" | sort >"$list"
 fi
 agent=$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/eghostbuster
+# optional probe: do fentry/fexit load and attach on each kernel?
+clang -O2 -g -target bpf -c tests/vm/fentry.bpf.c -o "$vm/fentry.bpf.o" 2>/dev/null || rm -f "$vm/fentry.bpf.o"
 [ -x "$agent" ] || { echo "run.sh: no release binary at $agent" >&2; exit 1; }
 echo "build: $((SECONDS - t0))s; test binaries:"
 sed 's/^/  /' "$list"
@@ -163,6 +165,7 @@ build_initramfs() {
         echo "AGENT='$agent'"
         echo "KVER='$kver'"
         echo "ACCEL='$accel'"
+        echo "FENTRY_OBJ='$vm/fentry.bpf.o'"
     } >"$stage/egb.env"
     cp "$repo/tests/vm/init" "$stage/init"
     cp "$list" "$stage/test-binaries"
@@ -225,9 +228,10 @@ run_kernel() {
     rm -rf "$tmp"
 
     # the guest's verdicts (tr: the serial console ends lines with \r\n)
-    local results features ready fails
+    local results features ready fails fentry
     results=$(tr -d '\r' <"$log" | grep '^EGB-RESULT ' || true)
     features=$(tr -d '\r' <"$log" | sed -n 's/^EGB-FEATURES //p' | tail -1)
+    fentry=$(tr -d '\r' <"$log" | sed -n 's/^EGB-FENTRY //p' | tail -1)
     ready=$(tr -d '\r' <"$log" | sed -n 's/^EGB-READY //p' | tail -1)
     fails=$(echo "$results" | grep -c ' FAIL ' || true)
     if ! tr -d '\r' <"$log" | grep -q '^EGB-DONE'; then
@@ -242,6 +246,7 @@ run_kernel() {
     summary+=("$kver: $verdict in $((SECONDS - t1))s ($accel)")
     summary+=("  ready:    ${ready:-?}")
     summary+=("  features: ${features:-?}")
+    summary+=("  fentry:   ${fentry:-not probed}")
     while read -r _ name res rc secs; do
         [ -n "${name:-}" ] && summary+=("$(printf '  %-22s %s (exit %s, %ss)' "$name" "$res" "$rc" "$secs")")
     done <<<"$results"
