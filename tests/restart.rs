@@ -56,6 +56,8 @@ fn lock_taken_before_a_restart_is_removed_after_it() {
     assert!(a.wait_log(&["tracking", "before.lock"]), "{}", a.log_text());
     assert_eq!(a.stop(), Some(0));
     let b = pinned_agent(dir.path(), &pins);
+    // the worker logs the adoption as it starts, concurrently with `ready`:
+    // wait for it (a slow machine, e.g. an emulated VM, sees it after ready)
     assert!(b.wait_log(&["adopted 1 tracked lock"]), "{}", b.log_text());
     procs.kill(owner, libc::SIGKILL);
     assert!(wait_for(PATIENCE, || !exists(&lock)), "{}", b.log_text());

@@ -146,17 +146,51 @@ fn destroyed_idle_socket(loopback: &str, extra: &[&str], method: &str) {
         ],
         PATIENCE,
     );
-    assert!(line.contains("idle 2."), "{line}");
+    // never before the timeout, and at most a second after it. Under an
+    // emulated CPU (tests/vm/run.sh with TCG sets EGHOSTBUSTER_EMULATED_VM=1)
+    // every timer fires late by whatever the emulation costs: there the late
+    // side only has to be within PATIENCE; the early side stays exact.
+    let idle: f64 = line
+        .split("idle ")
+        .nth(1)
+        .and_then(|s| s.split('s').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no idle time in: {line}"));
+    let late = if std::env::var("EGHOSTBUSTER_EMULATED_VM").as_deref() == Ok("1") {
+        PATIENCE.as_secs_f64()
+    } else {
+        1.0
+    };
+    assert!((2.0..2.0 + late).contains(&idle), "{line}");
+}
+
+/// Does the kernel export the bpf_sock_destroy kfunc (Linux 6.5+)? Read from
+/// its BTF here, independently of the agent's own probe: the name is one
+/// NUL-terminated string in the BTF string table.
+fn kernel_has_sock_destroy() -> bool {
+    std::fs::read("/sys/kernel/btf/vmlinux")
+        .is_ok_and(|btf| btf.windows(18).any(|w| w == b"\0bpf_sock_destroy\0"))
+}
+
+/// What the default (`--socket-destroy auto`) must use on this kernel: the
+/// kfunc where it exists, else the netlink fallback (e.g. Linux 6.1).
+fn default_method() -> &'static str {
+    if kernel_has_sock_destroy() {
+        "kfunc"
+    } else {
+        eprintln!("note: no bpf_sock_destroy kfunc in this kernel (< 6.5): expecting the netlink fallback by default");
+        "netlink"
+    }
 }
 
 #[test]
 fn idle_close_wait_ipv4_is_destroyed() {
-    destroyed_idle_socket("127.0.0.1", &[], "kfunc");
+    destroyed_idle_socket("127.0.0.1", &[], default_method());
 }
 
 #[test]
 fn idle_close_wait_ipv6_is_destroyed() {
-    destroyed_idle_socket("[::1]", &[], "kfunc");
+    destroyed_idle_socket("[::1]", &[], default_method());
 }
 
 #[test]
