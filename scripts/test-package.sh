@@ -115,6 +115,7 @@ for f in /usr/sbin/eghostbuster /etc/sv/eghostbuster /etc/default/eghostbuster /
 done
 check "nothing is left after purge${left:+ (left:$left)}" test -z "$left"
 check "no eghostbuster process is left" bash -c "! pgrep -f '^/usr/sbin/eghostbuster' >/dev/null"
+check "no pinned programs are left" test ! -e /sys/fs/bpf/eghostbuster
 
 echo "package: $passed passed, $failed failed"
 [ "$failed" = 0 ]
