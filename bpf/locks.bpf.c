@@ -689,7 +689,7 @@ static __always_inline int handle_exit_common(struct task_struct *p, bool group_
 
 	if (!group_dead)
 		return 0;
-	tgid = BPF_CORE_READ(p, tgid);
+	tgid = p->tgid; /* trusted tp_btf argument: a plain load, no helper call */
 	if (!bpf_map_lookup_elem(&owners, &tgid))
 		return 0;
 	bpf_map_delete_elem(&owners, &tgid);

@@ -13,33 +13,34 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+/* short names: the kernel keeps 15 characters of a program's name */
 #define EMPTY_TP(name)                                  \
-	SEC("tracepoint/syscalls/" #name)               \
-	int floor_##name(void *ctx) { return 0; }
+	SEC("tracepoint/syscalls/sys_exit_" #name)      \
+	int fl_##name(void *ctx) { return 0; }
 
-EMPTY_TP(sys_exit_openat)
-EMPTY_TP(sys_exit_openat2)
-EMPTY_TP(sys_exit_open)
-EMPTY_TP(sys_exit_unlinkat)
-EMPTY_TP(sys_exit_unlink)
-EMPTY_TP(sys_exit_renameat2)
-EMPTY_TP(sys_exit_renameat)
-EMPTY_TP(sys_exit_rename)
-EMPTY_TP(sys_exit_link)
-EMPTY_TP(sys_exit_linkat)
-EMPTY_TP(sys_exit_mkdir)
-EMPTY_TP(sys_exit_mkdirat)
-EMPTY_TP(sys_exit_symlink)
-EMPTY_TP(sys_exit_symlinkat)
+EMPTY_TP(openat)
+EMPTY_TP(openat2)
+EMPTY_TP(open)
+EMPTY_TP(unlinkat)
+EMPTY_TP(unlink)
+EMPTY_TP(renameat2)
+EMPTY_TP(renameat)
+EMPTY_TP(rename)
+EMPTY_TP(link)
+EMPTY_TP(linkat)
+EMPTY_TP(mkdir)
+EMPTY_TP(mkdirat)
+EMPTY_TP(symlink)
+EMPTY_TP(symlinkat)
 
 SEC("tp_btf/sched_process_exit")
-int BPF_PROG(floor_exit, struct task_struct *p)
+int BPF_PROG(fl_exit, struct task_struct *p)
 {
 	return 0;
 }
 
 SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(floor_sock, struct sock *sk, int oldstate, int newstate)
+int BPF_PROG(fl_sock, struct sock *sk, int oldstate, int newstate)
 {
 	return 0;
 }

@@ -291,6 +291,91 @@ fn syscall_overhead(env: &Env, out: &mut String) -> Result<()> {
     Ok(())
 }
 
+/// The kernel's own account of each program's run time (BPF_ENABLE_STATS,
+/// on while the returned descriptor is open): immune to the wall-clock
+/// noise of a shared VM, it gives what each program adds per run.
+fn enable_bpf_stats() -> Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let fd = unsafe { libbpf_rs::libbpf_sys::bpf_enable_stats(libbpf_rs::libbpf_sys::BPF_STATS_RUN_TIME) };
+    if fd < 0 {
+        bail!("BPF_ENABLE_STATS: {}", std::io::Error::from_raw_os_error(-fd));
+    }
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// (runs, total ns) of every loaded program, by name.
+fn prog_stats() -> HashMap<String, (u64, u64)> {
+    let mut m: HashMap<String, (u64, u64)> = HashMap::new();
+    for p in libbpf_rs::query::ProgInfoIter::default() {
+        let e = m.entry(p.name.to_string_lossy().into_owned()).or_default();
+        e.0 += p.run_cnt;
+        e.1 += p.run_time_ns;
+    }
+    m
+}
+
+fn program_cost(env: &Env, out: &mut String) -> Result<()> {
+    let dir = env.dir.join("loops");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("existing.dat"), b"x")?;
+    let rounds = if env.quick { 1 } else { 5 };
+    // (config, program name prefix) -> per-run ns samples, per hook
+    let hooks: [(&str, &str, &str, &str); 2] = [
+        ("open+close", "sys_exit_openat", "fl_openat", "handle_openat_exit"),
+        ("fork+exit", "sched_process_exit", "fl_exit", "handle_exit"),
+    ];
+    let mut res: HashMap<(Cfg, &str), Vec<f64>> = HashMap::new();
+    for _ in 0..rounds {
+        for cfg in [Cfg::Floor, Cfg::Agent, Cfg::Seed] {
+            let _running = start(env, cfg)?;
+            let stats = enable_bpf_stats()?;
+            for (loop_name, hook, floor_prog, agent_prog) in hooks {
+                let before = prog_stats();
+                run_loop(loop_name, &dir, if env.quick { 2_000 } else { 200_000 } / if loop_name == "fork+exit" { 50 } else { 1 });
+                let after = prog_stats();
+                let progs: Vec<&str> = match (cfg, hook) {
+                    (Cfg::Floor, _) => vec![floor_prog],
+                    (Cfg::Agent, _) => vec![agent_prog],
+                    (Cfg::Seed, "sys_exit_openat") => vec!["seed_enter_open", "seed_exit_opena"],
+                    (Cfg::Seed, _) => vec!["seed_exit"],
+                    _ => vec![],
+                };
+                // names are truncated to 15 characters by the kernel
+                let (mut runs, mut ns) = (0u64, 0u64);
+                for p in progs {
+                    let key: String = p.chars().take(15).collect();
+                    let a = after.get(&key).copied().unwrap_or_default();
+                    let b = before.get(&key).copied().unwrap_or_default();
+                    runs = runs.max(a.0 - b.0);
+                    ns += a.1 - b.1;
+                }
+                if runs > 0 {
+                    res.entry((cfg, hook)).or_default().push(ns as f64 / runs as f64);
+                }
+            }
+            drop(stats);
+        }
+    }
+    out.push_str(&format!(
+        "\n## Per-program cost, from the kernel's BPF run-time statistics ({rounds} rounds, medians)\n\n\
+         Nanoseconds the programs on a hook take per event, as the kernel times them\n\
+         (`BPF_ENABLE_STATS`; the timing itself adds the same few ns to every program).\n\
+         This is the part of the overhead a design controls: the floor's empty program is the\n\
+         cost of having any program there.\n\n\
+         | hook (loop) | floor (empty) | agent | seed-style | agent - floor | seed - floor |\n|---|---|---|---|---|---|\n"
+    ));
+    for (loop_name, hook, _, _) in hooks {
+        let mut m = |c: Cfg| res.get_mut(&(c, hook)).map(|v| median(v)).unwrap_or(f64::NAN);
+        let (f, a, sd) = (m(Cfg::Floor), m(Cfg::Agent), m(Cfg::Seed));
+        out.push_str(&format!(
+            "| {hook} ({loop_name}) | {f:.1} | {a:.1} | {sd:.1} | {:+.1} | {:+.1} |\n",
+            a - f,
+            sd - f
+        ));
+    }
+    Ok(())
+}
+
 fn time_cmd(cmd: &mut Command) -> Result<f64> {
     let t0 = Instant::now();
     let st = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status()?;
@@ -709,16 +794,21 @@ fn all(quick: bool) -> Result<()> {
         if quick { " (quick smoke run: tiny sizes, numbers meaningless)" } else { "" },
         machine()
     );
-    let steps: [(&str, fn(&Env, &mut String) -> Result<()>); 6] = [
+    let steps: [(&str, fn(&Env, &mut String) -> Result<()>); 7] = [
         ("syscall overhead", syscall_overhead),
+        ("per-program cost", program_cost),
         ("realistic workloads", realistic),
         ("lock cleanup latency", lock_latency),
         ("socket cleanup latency", socket_latency),
         ("load", load_tests),
         ("footprint", footprint),
     ];
+    let only = std::env::var("EGHOSTBUSTER_BENCH_ONLY").ok();
     let mut failed = false;
     for (name, f) in steps {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
         eprintln!("bench: {name} ...");
         if let Err(e) = f(&env, &mut out) {
             eprintln!("bench: {name} failed: {e:#}");
