@@ -1,5 +1,5 @@
 //! `eghostbuster status`: what a running daemon does. The daemon rewrites a
-//! small JSON document every second (default /run/eghostbuster/status.json);
+//! small JSON document when what it tracks changes and every 10 s (default /run/eghostbuster/status.json);
 //! this reads it, checks that its writer is alive and its programs are
 //! still pinned, and prints it for people or, with --json, for scripts.
 

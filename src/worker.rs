@@ -27,7 +27,8 @@ pub enum Msg {
 pub struct Outputs {
     /// Rewritten every few seconds and on the way out.
     pub metrics_textfile: Option<PathBuf>,
-    /// Rewritten every second, removed on the way out.
+    /// Rewritten when what is tracked changes (at most once a second) and
+    /// every 10 s, removed on the way out.
     pub status_file: Option<PathBuf>,
     /// What does not change while running: version, features, programs.
     pub status_header: serde_json::Value,
@@ -39,10 +40,13 @@ pub struct Worker<K: LockKernel> {
     metrics: Arc<Metrics>,
     out: Outputs,
     textfile_due: Instant,
+    status_digest: Option<u64>,
+    status_due: Instant,
 }
 
 const TICK: Duration = Duration::from_secs(1);
 const TEXTFILE_EVERY: Duration = Duration::from_secs(5);
+const STATUS_EVERY: Duration = Duration::from_secs(10);
 
 impl<K: LockKernel> Worker<K> {
     pub fn new(
@@ -57,6 +61,8 @@ impl<K: LockKernel> Worker<K> {
             metrics,
             out,
             textfile_due: Instant::now(),
+            status_digest: None,
+            status_due: Instant::now(),
         }
     }
 
@@ -136,7 +142,10 @@ impl<K: LockKernel> Worker<K> {
         }
     }
 
-    fn write_status(&self) {
+    /// Rewritten when what is tracked changes, and every STATUS_EVERY
+    /// otherwise (ages move on): a write-and-rename a second would be
+    /// needless I/O on a host whose /run is on disk.
+    fn write_status(&mut self) {
         let Some(path) = &self.out.status_file else {
             return;
         };
@@ -146,9 +155,30 @@ impl<K: LockKernel> Worker<K> {
             .as_ref()
             .map(|s| s.status())
             .unwrap_or_default();
+        let shape: Vec<String> = locks
+            .iter()
+            .map(|l| {
+                format!(
+                    "{}:{}:{}:{}",
+                    l.path, l.owner_pid, l.owner_alive, l.stale_kept
+                )
+            })
+            .chain(sockets.iter().map(|s| s.cookie.to_string()))
+            .collect();
+        let digest = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            shape.hash(&mut h);
+            h.finish()
+        };
+        if Some(digest) == self.status_digest && Instant::now() < self.status_due {
+            return;
+        }
         let doc = status::document(&self.out.status_header, &locks, &sockets);
         if let Err(e) = status::write_atomically(path, &doc) {
             log::warn!("writing the status file {}: {e}", path.display());
         }
+        self.status_digest = Some(digest);
+        self.status_due = Instant::now() + STATUS_EVERY;
     }
 }
