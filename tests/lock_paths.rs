@@ -252,12 +252,7 @@ fn editor_symlink_locks_follow_the_pid_in_their_target() {
         agent.log_text()
     );
     assert!(exists(&held));
-    procs.kill(holder, libc::SIGKILL);
-    assert!(
-        wait_for(PATIENCE, || !exists(&held)),
-        "{}",
-        agent.log_text()
-    );
+    kill_and_expect_gone(&procs, holder, &held, &agent);
 }
 
 #[test]

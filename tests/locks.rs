@@ -40,12 +40,7 @@ fn killed_creator_lock_is_removed() {
     let mut procs = Procs::default();
     let lock = dir.path().join("db.lck");
     let pid = locker(&mut procs, &lock);
-    procs.kill(pid, libc::SIGKILL);
-    assert!(
-        wait_for(PATIENCE, || !exists(&lock)),
-        "{}",
-        agent.log_text()
-    );
+    kill_and_expect_gone(&procs, pid, &lock, &agent);
     let line = format!("removed {}: owner pid {pid}", lock.display());
     assert!(
         agent.wait_log(&[&line, "killed by SIGKILL"]),
@@ -65,12 +60,7 @@ fn exit_fallback_without_group_dead_sees_the_kill() {
     let mut procs = Procs::default();
     let lock = dir.path().join("legacy.lock");
     let pid = locker(&mut procs, &lock);
-    procs.kill(pid, libc::SIGKILL);
-    assert!(
-        wait_for(PATIENCE, || !exists(&lock)),
-        "{}",
-        agent.log_text()
-    );
+    kill_and_expect_gone(&procs, pid, &lock, &agent);
 }
 
 #[test]
@@ -87,12 +77,7 @@ fn long_lived_owner_is_still_recognised() {
     let pid = locker(&mut procs, &lock);
     std::thread::sleep(Duration::from_millis(3500));
     assert!(exists(&lock));
-    procs.kill(pid, libc::SIGKILL);
-    assert!(
-        wait_for(PATIENCE, || !exists(&lock)),
-        "{}",
-        agent.log_text()
-    );
+    kill_and_expect_gone(&procs, pid, &lock, &agent);
     assert!(!agent.log_has("exited unseen"), "{}", agent.log_text());
 }
 
@@ -200,12 +185,7 @@ fn openat2_creation_is_seen() {
         park();
     });
     assert!(wait_for(PATIENCE, || exists(&lock)));
-    procs.kill(pid, libc::SIGKILL);
-    assert!(
-        wait_for(PATIENCE, || !exists(&lock)),
-        "{}",
-        agent.log_text()
-    );
+    kill_and_expect_gone(&procs, pid, &lock, &agent);
 }
 
 #[test]
@@ -235,12 +215,7 @@ fn clean_exit_hands_the_lock_to_the_parent() {
         agent.log_text()
     );
     assert!(exists(&lock), "a cleanly left lock was removed");
-    procs.kill(parent, libc::SIGKILL);
-    assert!(
-        wait_for(PATIENCE, || !exists(&lock)),
-        "{}",
-        agent.log_text()
-    );
+    kill_and_expect_gone(&procs, parent, &lock, &agent);
 }
 
 #[test]
@@ -275,12 +250,7 @@ fn clean_exit_under_a_subreaper_leaves_the_lock() {
     // once it is removed, the agent has seen everything before it
     let control = dir.path().join("control.lock");
     let pid = locker(&mut procs, &control);
-    procs.kill(pid, libc::SIGKILL);
-    assert!(
-        wait_for(PATIENCE, || !exists(&control)),
-        "{}",
-        agent.log_text()
-    );
+    kill_and_expect_gone(&procs, pid, &control, &agent);
     assert!(exists(&lock), "a lock left on a clean exit was removed");
 }
 
@@ -324,12 +294,7 @@ fn deny_list_and_non_exclusive_files_are_left_alone() {
         park();
     });
     assert!(wait_for(PATIENCE, || exists(&control)));
-    procs.kill(pid, libc::SIGKILL);
-    assert!(
-        wait_for(PATIENCE, || !exists(&control)),
-        "{}",
-        agent.log_text()
-    );
+    kill_and_expect_gone(&procs, pid, &control, &agent);
     assert!(
         agent.wait_log(&["kept", "Cargo.lock", "deny list"]),
         "{}",
@@ -358,12 +323,7 @@ fn non_exclusive_opt_in_tracks_plain_creations() {
         park();
     });
     assert!(wait_for(PATIENCE, || exists(&lock)));
-    procs.kill(pid, libc::SIGKILL);
-    assert!(
-        wait_for(PATIENCE, || !exists(&lock)),
-        "{}",
-        agent.log_text()
-    );
+    kill_and_expect_gone(&procs, pid, &lock, &agent);
 }
 
 #[test]
@@ -399,12 +359,7 @@ fn lock_open_in_a_forked_child_is_kept_until_the_child_dies() {
         agent.log_text()
     );
     assert!(exists(&lock));
-    procs.kill(child, libc::SIGKILL);
-    assert!(
-        wait_for(PATIENCE, || !exists(&lock)),
-        "{}",
-        agent.log_text()
-    );
+    kill_and_expect_gone(&procs, child, &lock, &agent);
 }
 
 #[test]
@@ -435,12 +390,7 @@ fn lock_flocked_by_another_process_is_kept() {
         agent.log_text()
     );
     assert!(exists(&lock));
-    procs.kill(holder, libc::SIGKILL);
-    assert!(
-        wait_for(PATIENCE, || !exists(&lock)),
-        "{}",
-        agent.log_text()
-    );
+    kill_and_expect_gone(&procs, holder, &lock, &agent);
 }
 
 #[test]
@@ -469,12 +419,7 @@ fn lock_naming_a_live_pid_is_kept_until_that_process_dies() {
         agent.log_text()
     );
     assert!(exists(&lock));
-    procs.kill(other, libc::SIGKILL);
-    assert!(
-        wait_for(PATIENCE, || !exists(&lock)),
-        "{}",
-        agent.log_text()
-    );
+    kill_and_expect_gone(&procs, other, &lock, &agent);
 }
 
 #[test]
@@ -503,12 +448,7 @@ fn replaced_name_is_not_removed() {
     assert!(wait_for(PATIENCE, || exists(&control)));
     procs.kill(creator, libc::SIGKILL);
     procs.reap(creator);
-    procs.kill(creator2, libc::SIGKILL);
-    assert!(
-        wait_for(PATIENCE, || !exists(&control)),
-        "{}",
-        agent.log_text()
-    );
+    kill_and_expect_gone(&procs, creator2, &control, &agent);
     assert_eq!(std::fs::read(&lock).unwrap(), b"new\n");
 }
 
@@ -537,20 +477,10 @@ fn thread_exit_is_not_process_exit() {
     // A killed control process shows the agent is handling exits.
     let control = dir.path().join("control.lock");
     let cp = locker(&mut procs, &control);
-    procs.kill(cp, libc::SIGKILL);
-    assert!(
-        wait_for(PATIENCE, || !exists(&control)),
-        "{}",
-        agent.log_text()
-    );
+    kill_and_expect_gone(&procs, cp, &control, &agent);
     assert!(exists(&lock), "removed while its process lives");
     assert!(!agent.log_has("thread.lock: owner"));
-    procs.kill(pid, libc::SIGKILL);
-    assert!(
-        wait_for(PATIENCE, || !exists(&lock)),
-        "{}",
-        agent.log_text()
-    );
+    kill_and_expect_gone(&procs, pid, &lock, &agent);
 }
 
 #[test]
@@ -574,12 +504,7 @@ fn lock_outside_path_is_untouched() {
         park();
     });
     assert!(wait_for(PATIENCE, || exists(&in_lock)));
-    procs.kill(pid, libc::SIGKILL);
-    assert!(
-        wait_for(PATIENCE, || !exists(&in_lock)),
-        "{}",
-        agent.log_text()
-    );
+    kill_and_expect_gone(&procs, pid, &in_lock, &agent);
     assert!(exists(&out_lock), "a lock outside --path was removed");
     assert!(!agent.log_has(&out_lock.display().to_string()));
 }

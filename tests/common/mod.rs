@@ -363,3 +363,14 @@ pub fn text(o: &std::process::Output) -> (String, String) {
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
 }
+
+/// SIGKILL one of our children and wait for the agent to remove its lock.
+pub fn kill_and_expect_gone(procs: &Procs, pid: i32, lock: &Path, agent: &Agent) {
+    procs.kill(pid, libc::SIGKILL);
+    assert!(
+        wait_for(PATIENCE, || !exists(lock)),
+        "{} is still there\n{}",
+        lock.display(),
+        agent.log_text()
+    );
+}
