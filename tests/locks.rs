@@ -349,8 +349,15 @@ fn lock_open_in_a_forked_child_is_kept_until_the_child_dies() {
         unsafe { libc::close(fd) };
         park();
     });
-    assert!(wait_for(PATIENCE, || exists(&pidfile)));
-    let child: i32 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
+    // the file exists before its content is written: wait for the PID
+    let mut child = 0;
+    assert!(wait_for(PATIENCE, || {
+        child = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        child > 0
+    }));
     procs.0.push(child);
     procs.kill(creator, libc::SIGKILL);
     assert!(

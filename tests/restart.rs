@@ -267,10 +267,16 @@ fn socket_stamps_survive_a_restart() {
         "destroyed {since_entry:?} after entry, {:?} after the restart: aged from the restart",
         destroyed - ready
     );
-    assert!(
-        since_entry < TIMEOUT + Duration::from_millis(1500),
-        "{since_entry:?}"
-    );
+    // the late bound: the stop, the pause and the restart all fit in it,
+    // except under an emulated CPU (tests/vm/run.sh with TCG sets
+    // EGHOSTBUSTER_EMULATED_VM=1), where starting an agent alone takes
+    // seconds; the bound that proves the stamp survived is the one above
+    if std::env::var("EGHOSTBUSTER_EMULATED_VM").as_deref() != Ok("1") {
+        assert!(
+            since_entry < TIMEOUT + Duration::from_millis(1500),
+            "{since_entry:?}"
+        );
+    }
     assert!(
         b.wait_log(&["destroyed CLOSE_WAIT socket", &peer.to_string()]),
         "{}",
