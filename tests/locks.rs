@@ -15,6 +15,15 @@ fn agent_for(dir: &std::path::Path, extra: &[&str]) -> Agent {
     Agent::start(&args)
 }
 
+/// The agent keeps `lock` for the live process `pid` (its log line says
+/// `why`); when that process is killed, the lock goes.
+fn kept_until_it_dies(procs: &Procs, agent: &Agent, lock: &std::path::Path, why: &str, pid: i32) {
+    let name = lock.file_name().unwrap().to_str().unwrap();
+    assert!(agent.wait_log(&["kept", name, why]), "{}", agent.log_text());
+    assert!(exists(lock));
+    kill_and_expect_gone(procs, pid, lock, agent);
+}
+
 /// A child that creates `name` exclusively (content: its PID), then parks.
 fn locker(procs: &mut Procs, path: &std::path::Path) -> i32 {
     let c = cstr(path);
@@ -360,13 +369,13 @@ fn lock_open_in_a_forked_child_is_kept_until_the_child_dies() {
     }));
     procs.0.push(child);
     procs.kill(creator, libc::SIGKILL);
-    assert!(
-        agent.wait_log(&["kept", "inherited.lock", &format!("open by pid {child}")]),
-        "{}",
-        agent.log_text()
+    kept_until_it_dies(
+        &procs,
+        &agent,
+        &lock,
+        &format!("open by pid {child}"),
+        child,
     );
-    assert!(exists(&lock));
-    kill_and_expect_gone(&procs, child, &lock, &agent);
 }
 
 #[test]
@@ -391,13 +400,7 @@ fn lock_flocked_by_another_process_is_kept() {
     });
     assert!(wait_for(PATIENCE, || exists(&marker)));
     procs.kill(creator, libc::SIGKILL);
-    assert!(
-        agent.wait_log(&["kept", "flocked.lock", &format!("pid {holder}")]),
-        "{}",
-        agent.log_text()
-    );
-    assert!(exists(&lock));
-    kill_and_expect_gone(&procs, holder, &lock, &agent);
+    kept_until_it_dies(&procs, &agent, &lock, &format!("pid {holder}"), holder);
 }
 
 #[test]
@@ -420,13 +423,13 @@ fn lock_naming_a_live_pid_is_kept_until_that_process_dies() {
     assert!(wait_for(PATIENCE, || std::fs::read(&lock)
         .is_ok_and(|b| !b.is_empty())));
     procs.kill(creator, libc::SIGKILL);
-    assert!(
-        agent.wait_log(&["kept", "pid.lock", &format!("names live pid {other}")]),
-        "{}",
-        agent.log_text()
+    kept_until_it_dies(
+        &procs,
+        &agent,
+        &lock,
+        &format!("names live pid {other}"),
+        other,
     );
-    assert!(exists(&lock));
-    kill_and_expect_gone(&procs, other, &lock, &agent);
 }
 
 #[test]

@@ -25,6 +25,35 @@ impl Pins {
     }
 }
 
+impl Pins {
+    /// Every name in `want` is pinned in this version's directory; then
+    /// `eghostbuster unpin` succeeds and leaves nothing.
+    fn assert_pinned_then_unpin(&self, want: &[&str]) {
+        let version_dir = std::fs::read_dir(&self.0)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let names: Vec<String> = std::fs::read_dir(&version_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        for want in want {
+            assert!(
+                names.iter().any(|n| n == want),
+                "{want} not pinned: {names:?}"
+            );
+        }
+        let out = Command::new(BIN)
+            .args(["unpin", "--pin-dir", &self.arg()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert!(!self.0.exists(), "pins left behind");
+    }
+}
+
 impl Drop for Pins {
     fn drop(&mut self) {
         let _ = Command::new(BIN)
@@ -128,35 +157,14 @@ fn unpin_leaves_nothing_and_refuses_while_running() {
     assert!(String::from_utf8_lossy(&busy.stderr).contains("another eghostbuster daemon"));
     assert_eq!(a.stop(), Some(0));
     // stopped, the programs stay attached through their pins
-    let version_dir = std::fs::read_dir(&pins.0)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let names: Vec<String> = std::fs::read_dir(&version_dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    for want in [
+    pins.assert_pinned_then_unpin(&[
         "locks",
         "exited",
         "owners",
         "lock_events",
         "link_sys_exit_openat",
         "link_sched_process_exit",
-    ] {
-        assert!(
-            names.iter().any(|n| n == want),
-            "{want} not pinned: {names:?}"
-        );
-    }
-    let out = Command::new(BIN)
-        .args(["unpin", "--pin-dir", &pins.arg()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert!(!pins.0.exists(), "pins left behind");
+    ]);
 }
 
 #[test]
@@ -290,28 +298,7 @@ fn socket_stamps_survive_a_restart() {
     let mut b = b;
     assert_eq!(b.stop(), Some(0));
     // stopped: stamps, ring buffer and tracepoint link stay pinned
-    let version_dir = std::fs::read_dir(&pins.0)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let names: Vec<String> = std::fs::read_dir(&version_dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    for want in ["stamps", "sock_events", "sock_link_inet_sock_set_state"] {
-        assert!(
-            names.iter().any(|n| n == want),
-            "{want} not pinned: {names:?}"
-        );
-    }
-    let out = Command::new(BIN)
-        .args(["unpin", "--pin-dir", &pins.arg()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert!(!pins.0.exists(), "pins left behind");
+    pins.assert_pinned_then_unpin(&["stamps", "sock_events", "sock_link_inet_sock_set_state"]);
 }
 
 /// Locks taken by name (mkdir, link) while no agent runs wait in the pinned
