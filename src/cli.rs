@@ -15,8 +15,8 @@ pub enum LogFormat {
     Json,
 }
 
-pub use crate::sock_monitor::DestroyChoice;
-use crate::sockets::{PortFilter, MAX_PORTS};
+use crate::sockets::model::{PortFilter, MAX_PORTS};
+pub use crate::sockets::monitor::DestroyChoice;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,7 +40,7 @@ pub enum Command {
     /// Show what a running daemon does: programs, features, tracked locks
     Status {
         /// The daemon's status file
-        #[arg(long, value_name = "FILE", default_value = crate::status::DEFAULT_STATUS_FILE, value_parser = parse_scope)]
+        #[arg(long, value_name = "FILE", default_value = crate::agent::status::DEFAULT_STATUS_FILE, value_parser = parse_scope)]
         status_file: PathBuf,
         /// Print JSON, for scripts
         #[arg(long)]
@@ -200,7 +200,7 @@ pub struct RunArgs {
     pub no_pin: bool,
 
     /// Where the daemon keeps its status for `eghostbuster status`
-    #[arg(long, value_name = "FILE", default_value = crate::status::DEFAULT_STATUS_FILE, value_parser = parse_scope)]
+    #[arg(long, value_name = "FILE", default_value = crate::agent::status::DEFAULT_STATUS_FILE, value_parser = parse_scope)]
     pub status_file: PathBuf,
 
     /// Detect whole-process exit as kernels without the tracepoint's

@@ -3,29 +3,12 @@
 //! CLOSE_WAIT by applications that never close them. This file is the command line and the wiring;
 //! each role lives in its own module.
 
-mod bpf;
+mod agent;
 mod cli;
-mod events;
-mod lock_monitor;
-mod lock_worker;
-mod lockfile;
-mod metrics;
-mod netns;
-mod patterns;
-mod pins;
-mod poller;
-mod procfs;
-mod removal;
-mod sock_diag;
-mod sock_monitor;
-mod sock_worker;
+mod files;
+mod host;
+mod locks;
 mod sockets;
-mod status;
-mod sweep;
-mod sweep_sockets;
-mod sysenv;
-mod verdict;
-mod worker;
 
 use std::io::Write as _;
 use std::mem::MaybeUninit;
@@ -39,15 +22,22 @@ use libbpf_rs::MapHandle;
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::unistd::Pid;
 
+use crate::agent::metrics::{self, Metrics};
+use crate::agent::poller;
+use crate::agent::status;
+use crate::agent::worker::{Msg, Outputs, Worker};
 use crate::cli::{Cli, Command, LogFormat, RunArgs, SweepArgs};
-use crate::lock_worker::{LockConfig, LockWork};
-use crate::metrics::Metrics;
-use crate::patterns::LockMatcher;
-use crate::sock_monitor::{SockBpfConfig, SockMonitor};
-use crate::sock_worker::SockWork;
-use crate::sockets::Method;
-use crate::sysenv::Unmet;
-use crate::worker::{Msg, Outputs, Worker};
+use crate::host::sysenv::Unmet;
+use crate::host::{pins, sysenv};
+use crate::locks::patterns::LockMatcher;
+use crate::locks::sweep;
+use crate::locks::worker::{LockConfig, LockWork};
+use crate::locks::{kernel as events, monitor as lock_monitor};
+use crate::sockets::model::Method;
+use crate::sockets::monitor::{SockBpfConfig, SockMonitor};
+use crate::sockets::sweep as sweep_sockets;
+use crate::sockets::worker::SockWork;
+use crate::sockets::{model as sockets_model, monitor as sock_monitor};
 
 /// Exit codes (README): 0 success, 1 runtime failure, 2 bad usage or an
 /// unmet requirement.
@@ -507,7 +497,7 @@ fn run(args: RunArgs) -> Result<()> {
                 events::decode(d).map(Msg::Lock)
             }),
             (sock_events.as_ref(), "socket events", |d| {
-                sockets::decode_event(d).map(Msg::Sock)
+                sockets_model::decode_event(d).map(Msg::Sock)
             }),
         ];
         for (map, what, decode) in pollers {

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::lock_worker::LockStatus;
-use crate::procfs;
-use crate::sock_worker::SockStatus;
+use crate::host::procfs;
+use crate::locks::worker::LockStatus;
+use crate::sockets::worker::SockStatus;
 
 pub const DEFAULT_STATUS_FILE: &str = "/run/eghostbuster/status.json";
 

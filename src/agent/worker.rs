@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{at, never, select, tick, Receiver};
 
-use crate::events::LockEvent;
-use crate::lock_worker::{LockKernel, LockWork};
-use crate::metrics::Metrics;
-use crate::sock_worker::SockWork;
-use crate::sockets::SockEvent;
-use crate::status;
+use crate::agent::metrics::Metrics;
+use crate::agent::status;
+use crate::locks::kernel::LockEvent;
+use crate::locks::worker::{LockKernel, LockWork};
+use crate::sockets::model::SockEvent;
+use crate::sockets::worker::SockWork;
 
 /// What reaches the worker.
 #[derive(Debug)]

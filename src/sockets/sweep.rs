@@ -30,9 +30,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::netns;
-use crate::sock_diag::{self, DiagSock};
-use crate::sockets::{Holder, PortFilter};
+use crate::host::netns;
+use crate::sockets::model::{Holder, PortFilter};
+use crate::sockets::sock_diag::{self, DiagSock};
 
 const HEADER: &str = "# eghostbuster sweep-sockets state v1";
 
@@ -476,7 +476,7 @@ pub fn sweep_sockets(cfg: &SweepSockets<'_>, out: &mut dyn Write, err: &mut dyn 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sock_diag::TcpInfo;
+    use crate::sockets::sock_diag::TcpInfo;
 
     fn sock(cookie: u64, lport: u16) -> DiagSock {
         DiagSock {

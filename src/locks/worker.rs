@@ -15,16 +15,17 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use crate::events::{
+use crate::agent::metrics::{KeptReason, Metrics};
+use crate::files::dir::{self, DirContent};
+use crate::files::removal::{self, Outcome, Shape, Target};
+use crate::files::verdict::{self, ExitKind, Keep, PidInFile};
+use crate::host::procfs::{self, FileId, NsPid};
+use crate::locks::kernel::{
     Created, Exit, LockEvent, LockKey, LockKind, Record, LOCK_F_OWNER_UNTRACKED,
     LOCK_F_PATH_TRUNCATED, LOCK_F_TABLE_FULL, LOCK_F_UNREACHABLE,
 };
-use crate::lockfile::{self, DirContent};
-use crate::metrics::{KeptReason, Metrics};
-use crate::patterns::{LockMatcher, Match};
-use crate::procfs::{self, FileId, NsPid};
-use crate::removal::{self, Outcome, Shape, Target};
-use crate::verdict::{self, ExitKind, Keep, OnExit, PidInFile};
+use crate::locks::patterns::{LockMatcher, Match};
+use crate::locks::verdict::{self as lock_verdict, OnExit};
 
 /// The kernel side's tables, as the worker uses them.
 pub trait LockKernel {
@@ -346,7 +347,7 @@ impl<K: LockKernel> LockWork<K> {
             );
             return;
         }
-        let Some(path) = lockfile::normalize(&raw) else {
+        let Some(path) = dir::normalize(&raw) else {
             return;
         };
         if matches!(
@@ -367,7 +368,7 @@ impl<K: LockKernel> LockWork<K> {
         }
         // the raw name, resolved refusing every symlink: then `..` means
         // what normalize() made of it
-        let st = match lockfile::open_parent_in(root.fd(), &raw).and_then(|d| d.stat(d.name())) {
+        let st = match dir::open_parent_in(root.fd(), &raw).and_then(|d| d.stat(d.name())) {
             Ok(st) => st,
             Err(e) => {
                 log::debug!(
@@ -446,7 +447,7 @@ impl<K: LockKernel> LockWork<K> {
     /// Does the lock's name still refer to its inode, where it was made?
     fn still_named(&self, l: &Tracked) -> bool {
         let root = self.root_for(l.rec.mnt_ns, &[l.owner()]);
-        lockfile::open_parent_in(root.fd(), &l.rec.path)
+        dir::open_parent_in(root.fd(), &l.rec.path)
             .and_then(|d| d.stat(d.name()))
             .is_ok_and(|st| st.id == l.file)
     }
@@ -807,10 +808,10 @@ impl<K: LockKernel> LockWork<K> {
             s.untrack(&key);
             None
         };
-        let dir = match lockfile::open_parent_in(root.fd(), &lock.rec.path) {
+        let dir = match dir::open_parent_in(root.fd(), &lock.rec.path) {
             Ok(d) => d,
-            Err(e) if lockfile::is_gone(&e) => return released(self, "its directory is gone"),
-            Err(e) if lockfile::is_symlink_refusal(&e) => {
+            Err(e) if dir::is_gone(&e) => return released(self, "its directory is gone"),
+            Err(e) if dir::is_symlink_refusal(&e) => {
                 log::info!("kept {path}: a directory on its path is a symlink");
                 self.kept(KeptReason::Symlink);
                 return done(self);
@@ -823,7 +824,7 @@ impl<K: LockKernel> LockWork<K> {
         };
         let st = match dir.stat(dir.name()) {
             Ok(st) => st,
-            Err(e) if lockfile::is_gone(&e) => return released(self, "the name is gone"),
+            Err(e) if dir::is_gone(&e) => return released(self, "the name is gone"),
             Err(e) => {
                 log::warn!("kept {path}: cannot stat it: {e}");
                 self.kept(KeptReason::Other);
@@ -923,7 +924,7 @@ impl<K: LockKernel> LockWork<K> {
                 // the exiting process's number there, if it lives in it
                 let names_self = pid == Some(*ns_tgid) && lock.rec.pid_ns == *pid_ns;
                 let owner = format!("owner pid {p} ({comm}) {kind}");
-                match verdict::on_exit(kind, names_self, *ppid, *parent_subreaper) {
+                match lock_verdict::on_exit(kind, names_self, *ppid, *parent_subreaper) {
                     OnExit::Stale => (owner, (*p, *status, comm.clone())),
                     OnExit::Left => {
                         let who = if *ppid <= 1 { "init" } else { "a subreaper" };

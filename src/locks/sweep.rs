@@ -8,10 +8,10 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::lockfile;
-use crate::patterns::{LockMatcher, Match};
-use crate::removal::{self, Outcome, Shape, Target};
-use crate::verdict::PidInFile;
+use crate::files::dir;
+use crate::files::removal::{self, Outcome, Shape, Target};
+use crate::files::verdict::PidInFile;
+use crate::locks::patterns::{LockMatcher, Match};
 
 /// Directory depth the walk goes to under each `--path`.
 const MAX_DEPTH: usize = 64;
@@ -96,7 +96,7 @@ pub fn sweep_locks(
         let mut targets = Vec::new();
         let mut reasons = Vec::new();
         for path in chunk {
-            let Ok(dir) = lockfile::open_parent(path) else {
+            let Ok(dir) = dir::open_parent(path) else {
                 continue; // gone, or a symlink on its path: not ours to touch
             };
             let Ok(st) = dir.stat(dir.name()) else {
@@ -107,7 +107,7 @@ pub fn sweep_locks(
             }
             let head = dir.read_head(dir.name()).unwrap_or_default();
             let pid = removal::judge_pid(
-                crate::verdict::parse_pid_line(&head),
+                crate::files::verdict::parse_pid_line(&head),
                 true,
                 &[],
                 st.mtime_ns,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use nix::sched::{setns, CloneFlags};
 
-use crate::sockets::Holder;
+use crate::sockets::model::Holder;
 
 fn pids() -> impl Iterator<Item = u32> {
     fs::read_dir("/proc")
@@ -112,7 +112,7 @@ pub fn socket_holders(inodes: &HashSet<u64>) -> HashMap<u64, Holder> {
                     ino,
                     Holder {
                         pid,
-                        comm: crate::procfs::comm(pid),
+                        comm: crate::host::procfs::comm(pid),
                     },
                 );
             }
@@ -138,7 +138,7 @@ mod tests {
 
     #[test]
     fn own_namespace_is_found() {
-        let own = crate::procfs::own_ns("net").unwrap();
+        let own = crate::host::procfs::own_ns("net").unwrap();
         assert!(all().contains_key(&own));
         assert!(find(own).is_some());
     }

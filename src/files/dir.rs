@@ -15,7 +15,7 @@ use nix::fcntl::{openat, openat2, renameat2, OFlag, OpenHow, RenameFlags, Resolv
 use nix::sys::stat::{fstatat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
-use crate::procfs::FileId;
+use crate::host::procfs::FileId;
 
 /// What stat says of a name, without following it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

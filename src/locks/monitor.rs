@@ -11,12 +11,14 @@ use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, OpenObject};
 
-use crate::bpf::locks::{LocksSkel, LocksSkelBuilder};
-use crate::events::{Exit, LockKey, Record};
-use crate::lock_worker::LockKernel;
-use crate::patterns::{KernelFilter, MAX_PREFIXES, MAX_PREFIX_LEN, MAX_SUFFIXES, MAX_SUFFIX_LEN};
-use crate::pins;
-use crate::sysenv::{exit_tracepoint_has_group_dead, has_syscall_tracepoint, Unmet};
+use crate::host::pins;
+use crate::host::sysenv::{exit_tracepoint_has_group_dead, has_syscall_tracepoint, Unmet};
+use crate::locks::bpf::{LocksSkel, LocksSkelBuilder};
+use crate::locks::kernel::{Exit, LockKey, Record};
+use crate::locks::patterns::{
+    KernelFilter, MAX_PREFIXES, MAX_PREFIX_LEN, MAX_SUFFIXES, MAX_SUFFIX_LEN,
+};
+use crate::locks::worker::LockKernel;
 
 pub struct LockBpfConfig {
     pub non_exclusive: bool,
@@ -249,7 +251,7 @@ impl LockKernel for LockMaps {
 
     fn counters(&self) -> Option<(u64, u64, u64)> {
         let bytes = self.bss.lookup(&0u32.to_ne_bytes(), MapFlags::ANY).ok()??;
-        let mut c = crate::bpf::locks::types::lock_counters::default();
+        let mut c = crate::locks::bpf::types::lock_counters::default();
         plain::copy_from_bytes(&mut c, &bytes).ok()?;
         Some((c.ringbuf_drops, c.owners_full, c.table_full))
     }

@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::bpf::sockets::types::{sock_event, sock_event_kind, sock_reap, sock_reap_kind};
+use crate::sockets::bpf::types::{sock_event, sock_event_kind, sock_reap, sock_reap_kind};
 
 pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;

@@ -3,11 +3,11 @@
 
 use std::path::PathBuf;
 
-use crate::bpf::locks::types::{
+use crate::host::procfs::FileId;
+use crate::locks::bpf::types::{
     lock_created, lock_event_kind, lock_exit, lock_key, lock_name_gone, lock_record,
 };
-use crate::patterns::path_from_bytes;
-use crate::procfs::FileId;
+use crate::locks::patterns::path_from_bytes;
 
 /// Flags in `lock_created.flags` (bpf/locks.h LOCK_F_*).
 pub const LOCK_F_PATH_TRUNCATED: u32 = 0x1;
@@ -348,7 +348,7 @@ mod tests {
 
     #[test]
     fn kinds_match_the_header() {
-        use crate::bpf::locks::types::lock_kind;
+        use crate::locks::bpf::types::lock_kind;
         for (k, c) in [
             (LockKind::Open, lock_kind::LOCK_K_OPEN),
             (LockKind::Link, lock_kind::LOCK_K_LINK),

@@ -15,13 +15,13 @@ use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Iter, Link, MapCore, MapFlags, MapHandle, OpenObject};
 
-use crate::bpf::sockets::types::sock_counters;
-use crate::bpf::sockets::{SocketsSkel, SocketsSkelBuilder};
-use crate::netns;
-use crate::pins;
-use crate::sock_diag;
-use crate::sockets::{decode_reaped, Method, PortFilter, ReapKind, Reaped, MAX_PORTS};
-use crate::sysenv::Unmet;
+use crate::host::netns;
+use crate::host::pins;
+use crate::host::sysenv::Unmet;
+use crate::sockets::bpf::types::sock_counters;
+use crate::sockets::bpf::{SocketsSkel, SocketsSkelBuilder};
+use crate::sockets::model::{decode_reaped, Method, PortFilter, ReapKind, Reaped, MAX_PORTS};
+use crate::sockets::sock_diag;
 
 /// `--socket-destroy`
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

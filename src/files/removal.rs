@@ -7,9 +7,9 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io;
 
-use crate::lockfile::{self, DirContent, LockDir};
-use crate::procfs::{self, FileId, HeldLock};
-use crate::verdict::{self, Facts, Keep, PidInFile};
+use crate::files::dir::{self, DirContent, LockDir};
+use crate::files::verdict::{self, Facts, Keep, PidInFile};
+use crate::host::procfs::{self, FileId, HeldLock};
 
 /// One lock to judge: its directory (opened without symlinks, check 5),
 /// its identity (check 1 passed when it was opened), what it is and what
@@ -169,7 +169,7 @@ pub fn remove_all(targets: &[Target], ignore: &[u32], dry_run: bool) -> Vec<Outc
                 restore(t, &hidden);
                 out[i] = Some(Outcome::Kept(Keep::Replaced));
             }
-            Err(e) if lockfile::is_gone(&e) => out[i] = Some(Outcome::Gone),
+            Err(e) if dir::is_gone(&e) => out[i] = Some(Outcome::Gone),
             Err(e) => out[i] = Some(Outcome::Failed(e)),
         }
     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use libbpf_rs::Link;
 
-use crate::sysenv::{self, Unmet};
+use crate::host::sysenv::{self, Unmet};
 
 /// Pins are kept per version and per BPF source hash. bpffs refuses names
 /// with a '.', hence 0_1_0-1a2b3c4d.

@@ -8,12 +8,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::metrics::Metrics;
-use crate::netns;
-use crate::sock_monitor::Reap;
-use crate::sockets::{
+use crate::agent::metrics::Metrics;
+use crate::host::netns;
+use crate::sockets::model::{
     self, describe, Endpoints, Method, PortFilter, ReapKind, Reaped, Scheduler, SockEvent,
 };
+use crate::sockets::monitor::Reap;
 
 /// A tracked socket, for `eghostbuster status`.
 #[derive(Debug, Clone)]
@@ -106,7 +106,7 @@ impl SockWork {
                     ends.local,
                     ends.remote
                 );
-                let at = sockets::deadline(entered_ns, self.timeout, boot_ns(), Instant::now());
+                let at = model::deadline(entered_ns, self.timeout, boot_ns(), Instant::now());
                 self.sched.schedule(cookie, netns, at + SLACK);
                 self.seen.insert(cookie, (Some(ends), Instant::now()));
                 self.gauge();
@@ -263,7 +263,7 @@ impl SockWork {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sockets::{Endpoints, Method};
+    use crate::sockets::model::{Endpoints, Method};
     use std::sync::{Arc, Mutex};
 
     type Script = Arc<Mutex<Vec<(u64, Vec<Reaped>)>>>;
@@ -290,7 +290,7 @@ mod tests {
 
     fn ends(port: u16) -> Endpoints {
         Endpoints {
-            family: sockets::AF_INET,
+            family: model::AF_INET,
             local: format!("127.0.0.1:{port}").parse().unwrap(),
             remote: "127.0.0.1:40000".parse().unwrap(),
             ifindex: 0,

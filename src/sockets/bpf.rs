@@ -1,0 +1,10 @@
+//! The socket programs' generated skeleton (build.rs → OUT_DIR) and the
+//! `plain` impls for the records bpf/sockets.h defines.
+
+include!(concat!(env!("OUT_DIR"), "/sockets.skel.rs"));
+
+// SAFETY: generated from the C records in bpf/sockets.h: plain integers
+// and byte arrays, #[repr(C)], valid for any bit pattern.
+unsafe impl plain::Plain for types::sock_event {}
+unsafe impl plain::Plain for types::sock_reap {}
+unsafe impl plain::Plain for types::sock_counters {}
