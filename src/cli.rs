@@ -9,6 +9,18 @@ use std::net::SocketAddr;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// Bad usage found after parsing (globs, combinations): exit 2.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -247,6 +259,18 @@ pub struct SocketScope {
     /// Never touch sockets whose local or remote port is PORT (repeatable; at most 32)
     #[arg(long = "exclude-port", value_name = "PORT")]
     pub exclude_ports: Vec<u16>,
+}
+
+impl LockScope {
+    /// "the whole host", or the --path list.
+    pub fn describe(&self) -> String {
+        if self.paths.is_empty() {
+            "the whole host".to_string()
+        } else {
+            let v: Vec<String> = self.paths.iter().map(|p| p.display().to_string()).collect();
+            v.join(", ")
+        }
+    }
 }
 
 impl SocketScope {

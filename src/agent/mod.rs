@@ -1,7 +1,12 @@
-//! The daemon's run loop: ring-buffer pollers (`poller`), the one cleanup
-//! worker (`worker`), what it reports (`status`, `metrics`).
+//! The daemon and the one-shot commands, over every ghost class: the class
+//! interface (`class`), `run` (pollers, the one cleanup worker), `sweep`,
+//! and what they report (`status`, `metrics`, `logging`).
 
+pub mod class;
+pub mod logging;
 pub mod metrics;
 pub mod poller;
+pub mod run;
 pub mod status;
+pub mod sweep;
 pub mod worker;

@@ -1,74 +1,78 @@
 //! `eghostbuster status`: what a running daemon does. The daemon rewrites a
-//! small JSON document when what it tracks changes and every 10 s (default /run/eghostbuster/status.json);
-//! this reads it, checks that its writer is alive and its programs are
-//! still pinned, and prints it for people or, with --json, for scripts.
+//! small JSON document when what it tracks changes and every 10 s (default
+//! /run/eghostbuster/status.json): a typed header (who, what, features),
+//! then one section per class under the class's name. `status` reads it,
+//! checks that its writer is alive and its programs are still pinned, and
+//! prints it for people or, with --json, for scripts.
 
-use std::io::{self, Write};
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use crate::host::procfs;
-use crate::locks::worker::LockStatus;
-use crate::sockets::worker::SockStatus;
+use crate::host::{atomic, procfs};
 
 pub const DEFAULT_STATUS_FILE: &str = "/run/eghostbuster/status.json";
+/// The only directory the agent creates for it: the default's.
+pub const DEFAULT_STATUS_DIR: &str = "/run/eghostbuster";
+/// A status file is a few KiB per thousand tracked entries: anything
+/// larger than this is not one (and is not read whole).
+const MAX_STATUS_BYTES: u64 = 64 << 20;
 
-pub fn document(header: &Value, locks: &[LockStatus], sockets: &[SockStatus]) -> Value {
-    let mut doc = header.clone();
-    doc["updated_unix"] = json!(std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0));
-    doc["locks"] = locks
-        .iter()
-        .map(|l| {
-            json!({
-                "path": l.path,
-                "owner_pid": l.owner_pid,
-                "owner_comm": l.owner_comm,
-                "owner_alive": l.owner_alive,
-                "owner_age_s": l.owner_age_s,
-                "state": if l.stale_kept { "stale, kept for a live process" } else { "owned" },
-            })
-        })
-        .collect();
-    doc["sockets"] = sockets
-        .iter()
-        .map(|s| {
-            json!({
-                "cookie": s.cookie,
-                "netns": s.netns,
-                "local": s.local,
-                "remote": s.remote,
-                "in_close_wait_s": s.seen_s,
-                "reaped_in_s": s.due_in_s,
-            })
-        })
-        .collect();
+/// What does not change while the daemon runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub pid: u32,
+    pub version: String,
+    /// "the whole host" or the --path list.
+    pub scope: String,
+    pub dry_run: bool,
+    /// How each monitor works on this kernel (exit hook, destroy method…).
+    pub features: BTreeMap<String, String>,
+    /// Programs attached, by the classes that run.
+    #[serde(default)]
+    pub attached: Vec<String>,
+    pub pin_dir: Option<String>,
+    #[serde(default)]
+    pub pinned_links: Vec<String>,
+    /// The classes this daemon runs (the others are disabled).
+    #[serde(default)]
+    pub classes: Vec<String>,
+}
+
+/// The document: the header, when it was written, and one section per
+/// running class under its name.
+pub fn document(header: &Header, sections: &[(&str, Value)]) -> Value {
+    let mut doc = serde_json::to_value(header).unwrap_or_default();
+    doc["updated_unix"] = Value::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    );
+    for (name, entries) in sections {
+        doc[*name] = entries.clone();
+    }
     doc
 }
 
-pub fn write_atomically(path: &Path, doc: &Value) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("status"),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(doc)?)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+pub fn write(path: &Path, doc: &Value) -> io::Result<()> {
+    atomic::write(path, &serde_json::to_vec_pretty(doc)?)
 }
 
-/// Read the status file and add what only a live look can tell: is the
-/// daemon running, are its programs attached (pinned links present).
-pub fn read(path: &Path) -> Result<Value, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+/// What only a live look can tell, added to the document by `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Live {
+    pub running: bool,
+    pub programs_attached: bool,
+}
+
+/// Read the status file (bounded) and look: is the daemon running, are
+/// its programs attached (pinned links present)?
+pub fn read(path: &Path) -> Result<(Value, Header, Live), String> {
+    let file = std::fs::File::open(path).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
             format!(
                 "no daemon status at {} (is `eghostbuster run` running?)",
@@ -78,89 +82,149 @@ pub fn read(path: &Path) -> Result<Value, String> {
             format!("{}: {e}", path.display())
         }
     })?;
-    let mut doc: Value = serde_json::from_str(&text)
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(format!(
+            "{}: not a status file (not a regular file)",
+            path.display()
+        ));
+    }
+    let mut text = Vec::new();
+    file.take(MAX_STATUS_BYTES + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if text.len() as u64 > MAX_STATUS_BYTES {
+        return Err(format!(
+            "{}: not a status file (larger than {} MiB)",
+            path.display(),
+            MAX_STATUS_BYTES >> 20
+        ));
+    }
+    let mut doc: Value = serde_json::from_slice(&text)
         .map_err(|e| format!("{}: not a status file: {e}", path.display()))?;
-    let pid = doc["pid"].as_u64().unwrap_or(0) as u32;
-    let running = pid > 0
-        && procfs::stat(pid).is_some_and(|s| s.alive() && s.comm.starts_with("eghostbuster"));
-    doc["running"] = json!(running);
-    let pinned: Vec<PathBuf> = doc["pinned_links"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|p| p.as_str().map(PathBuf::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    let attached = running || (!pinned.is_empty() && pinned.iter().all(|p| p.exists()));
-    doc["programs_attached"] = json!(attached);
-    Ok(doc)
+    let header: Header = serde_json::from_value(doc.clone())
+        .map_err(|e| format!("{}: not a status file: {e}", path.display()))?;
+    let running = header.pid > 0
+        && procfs::stat(header.pid)
+            .is_some_and(|s| s.alive() && s.comm.starts_with("eghostbuster"));
+    let pinned: Vec<PathBuf> = header.pinned_links.iter().map(PathBuf::from).collect();
+    let live = Live {
+        running,
+        programs_attached: running || (!pinned.is_empty() && pinned.iter().all(|p| p.exists())),
+    };
+    doc["running"] = Value::from(live.running);
+    doc["programs_attached"] = Value::from(live.programs_attached);
+    Ok((doc, header, live))
 }
 
-pub fn print_human(doc: &Value, out: &mut dyn Write) -> io::Result<()> {
-    let s = |v: &Value| v.as_str().unwrap_or("?").to_string();
+/// The header part, for people; each class prints its own section.
+pub fn print_header(h: &Header, live: Live, out: &mut dyn Write) -> io::Result<()> {
     writeln!(
         out,
         "daemon:     {} (pid {}, version {})",
-        if doc["running"].as_bool() == Some(true) {
+        if live.running {
             "running"
         } else {
             "not running (last status shown)"
         },
-        doc["pid"],
-        s(&doc["version"])
+        h.pid,
+        h.version
     )?;
     writeln!(
         out,
         "programs:   {}{}",
-        if doc["programs_attached"].as_bool() == Some(true) {
+        if live.programs_attached {
             "attached"
         } else {
             "not attached"
         },
-        doc["pin_dir"]
-            .as_str()
+        h.pin_dir
+            .as_ref()
             .map(|d| format!(" (pinned in {d})"))
             .unwrap_or_default()
     )?;
-    if let Some(f) = doc["features"].as_object() {
-        let list: Vec<String> = f
+    if !h.features.is_empty() {
+        let list: Vec<String> = h
+            .features
             .iter()
-            .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or("?")))
+            .map(|(k, v)| format!("{k}: {v}"))
             .collect();
         writeln!(out, "features:   {}", list.join("; "))?;
     }
-    writeln!(out, "scope:      {}", s(&doc["scope"]))?;
-    let locks = doc["locks"].as_array().cloned().unwrap_or_default();
-    writeln!(out, "locks:      {} tracked", locks.len())?;
-    for l in &locks {
-        writeln!(
-            out,
-            "  {}  owner pid {} ({}){}, up {}s; {}",
-            s(&l["path"]),
-            l["owner_pid"],
-            s(&l["owner_comm"]),
-            if l["owner_alive"].as_bool() == Some(true) {
-                ""
-            } else {
-                " gone"
-            },
-            l["owner_age_s"],
-            s(&l["state"])
-        )?;
+    writeln!(out, "scope:      {}", h.scope)
+}
+
+/// `eghostbuster status [--json]`: 0 when the daemon runs, 3 when it does
+/// not (or no status can be read), 1 when writing the output failed.
+pub fn show(path: &Path, json: bool) -> u8 {
+    let (doc, header, live) = match read(path) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("eghostbuster: {e}");
+            return 3;
+        }
+    };
+    let mut out = io::stdout().lock();
+    let r = if json {
+        serde_json::to_writer_pretty(&mut out, &doc)
+            .map_err(io::Error::from)
+            .and_then(|_| writeln!(out))
+    } else {
+        print_header(&header, live, &mut out).and_then(|_| {
+            for c in crate::classes::all() {
+                if header.classes.iter().any(|n| n == c.name()) || doc.get(c.name()).is_some() {
+                    c.print_status(&doc[c.name()], &mut out)?;
+                } else {
+                    writeln!(out, "{:<11} disabled", format!("{}:", c.name()))?;
+                }
+            }
+            Ok(())
+        })
+    };
+    match r {
+        Ok(()) if live.running => 0,
+        Ok(()) => 3,
+        Err(e) => {
+            eprintln!("eghostbuster: writing the status: {e}");
+            1
+        }
     }
-    let sockets = doc["sockets"].as_array().cloned().unwrap_or_default();
-    writeln!(out, "sockets:    {} in CLOSE_WAIT, tracked", sockets.len())?;
-    for k in &sockets {
-        writeln!(
-            out,
-            "  {} -> {}  netns {}, seen {}s ago, reaper in {}s",
-            k["local"].as_str().unwrap_or("?"),
-            k["remote"].as_str().unwrap_or("?"),
-            k["netns"],
-            k["in_close_wait_s"],
-            k["reaped_in_s"]
-        )?;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_bounded_read() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("status.json");
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .unwrap();
+        let h = Header {
+            pid: sleeper.id(),
+            version: "1".into(),
+            scope: "the whole host".into(),
+            features: BTreeMap::from([("exit".into(), "tp_btf".into())]),
+            classes: vec!["locks".into()],
+            ..Header::default()
+        };
+        let doc = document(&h, &[("locks", serde_json::json!([{"path": "/x.lock"}]))]);
+        write(&p, &doc).unwrap();
+        let (doc, back, live) = read(&p).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(doc["locks"][0]["path"], "/x.lock");
+        // alive, but not an eghostbuster process
+        assert!(!live.running);
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+        let mut out = Vec::new();
+        print_header(&back, live, &mut out).unwrap();
+        assert!(String::from_utf8(out).unwrap().contains("not running"));
+        assert!(read(Path::new("/dev/zero")).is_err());
+        assert!(read(&t.path().join("none"))
+            .unwrap_err()
+            .contains("no daemon status"));
     }
-    Ok(())
 }

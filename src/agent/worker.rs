@@ -1,8 +1,8 @@
 //! The cleanup worker: one thread, the only place that decides and acts.
-//! It takes events from the pollers, timer ticks and socket deadlines in one
-//! `select!` and hands them to the lock half (lock_worker.rs) and the socket
-//! half (sock_worker.rs); it also writes the metrics textfile and the status
-//! file that `eghostbuster status` reads.
+//! It takes events from the pollers, timer ticks and the classes' deadlines
+//! in one `select!` and hands each to the duty of the class it belongs to;
+//! it also writes the metrics textfile and the status file that
+//! `eghostbuster status` reads.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,18 +10,15 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{at, never, select, tick, Receiver};
 
+use crate::agent::class::{Duty, Event};
 use crate::agent::metrics::Metrics;
-use crate::agent::status;
-use crate::locks::kernel::LockEvent;
-use crate::locks::worker::{LockKernel, LockWork};
-use crate::sockets::model::SockEvent;
-use crate::sockets::worker::SockWork;
+use crate::agent::status::{self, Header};
 
-/// What reaches the worker.
-#[derive(Debug)]
-pub enum Msg {
-    Lock(LockEvent),
-    Sock(SockEvent),
+/// What reaches the worker: an event, and the index of the class (in the
+/// worker's duty list) whose poller decoded it.
+pub struct Msg {
+    pub class: usize,
+    pub event: Event,
 }
 
 pub struct Outputs {
@@ -31,12 +28,12 @@ pub struct Outputs {
     /// every 10 s, removed on the way out.
     pub status_file: Option<PathBuf>,
     /// What does not change while running: version, features, programs.
-    pub status_header: serde_json::Value,
+    pub status_header: Header,
 }
 
-pub struct Worker<K: LockKernel> {
-    locks: Option<LockWork<K>>,
-    sockets: Option<SockWork>,
+pub struct Worker {
+    /// (class name, its duty), in registry order.
+    duties: Vec<(&'static str, Box<dyn Duty>)>,
     metrics: Arc<Metrics>,
     out: Outputs,
     textfile_due: Instant,
@@ -47,17 +44,17 @@ pub struct Worker<K: LockKernel> {
 const TICK: Duration = Duration::from_secs(1);
 const TEXTFILE_EVERY: Duration = Duration::from_secs(5);
 const STATUS_EVERY: Duration = Duration::from_secs(10);
+/// Events handled in one batch at most.
+const BATCH: usize = 4096;
 
-impl<K: LockKernel> Worker<K> {
+impl Worker {
     pub fn new(
-        locks: Option<LockWork<K>>,
-        sockets: Option<SockWork>,
+        duties: Vec<(&'static str, Box<dyn Duty>)>,
         metrics: Arc<Metrics>,
         out: Outputs,
     ) -> Self {
         Self {
-            locks,
-            sockets,
+            duties,
             metrics,
             out,
             textfile_due: Instant::now(),
@@ -68,19 +65,23 @@ impl<K: LockKernel> Worker<K> {
 
     /// Until every sender is gone.
     pub fn run(&mut self, rx: &Receiver<Msg>) {
-        if let Some(l) = &mut self.locks {
-            l.adopt();
+        for (_, d) in &mut self.duties {
+            d.adopt();
         }
         self.write_status();
         let ticker = tick(TICK);
         loop {
-            let deadline = self.sockets.as_ref().and_then(|s| s.next_deadline());
+            let deadline = self
+                .duties
+                .iter()
+                .filter_map(|(_, d)| d.next_deadline())
+                .min();
             let timer = deadline.map(at).unwrap_or_else(never);
             select! {
                 recv(rx) -> msg => {
                     let Ok(first) = msg else { break };
                     let mut batch = vec![first];
-                    while batch.len() < 4096 {
+                    while batch.len() < BATCH {
                         match rx.try_recv() {
                             Ok(m) => batch.push(m),
                             Err(_) => break,
@@ -89,17 +90,17 @@ impl<K: LockKernel> Worker<K> {
                     self.handle(batch);
                 }
                 recv(ticker) -> _ => {
-                    if let Some(l) = &mut self.locks {
-                        l.tick();
-                    }
-                    if let Some(s) = &mut self.sockets {
-                        s.tick();
+                    for (_, d) in &mut self.duties {
+                        d.tick();
                     }
                     self.write_status();
                 }
                 recv(timer) -> _ => {
-                    if let Some(s) = &mut self.sockets {
-                        s.on_deadline();
+                    let now = Instant::now();
+                    for (_, d) in &mut self.duties {
+                        if d.next_deadline().is_some_and(|t| t <= now) {
+                            d.on_deadline();
+                        }
                     }
                 }
             }
@@ -112,25 +113,23 @@ impl<K: LockKernel> Worker<K> {
         if let Some(p) = &self.out.status_file {
             let _ = std::fs::remove_file(p);
         }
-        if let Some(s) = &self.sockets {
-            log::debug!("worker, sockets: {:?}", s.stats);
+        for (_, d) in &mut self.duties {
+            d.finish();
         }
     }
 
+    /// Each class's events, in arrival order, as one batch per class.
     fn handle(&mut self, batch: Vec<Msg>) {
-        let mut lock_events = Vec::new();
-        for msg in batch {
-            match msg {
-                Msg::Lock(ev) => lock_events.push(ev),
-                Msg::Sock(ev) => {
-                    if let Some(s) = &mut self.sockets {
-                        s.on_event(ev);
-                    }
-                }
+        let mut per_class: Vec<Vec<Event>> = self.duties.iter().map(|_| Vec::new()).collect();
+        for m in batch {
+            if let Some(v) = per_class.get_mut(m.class) {
+                v.push(m.event);
             }
         }
-        if let Some(l) = &mut self.locks {
-            l.handle(lock_events);
+        for ((_, d), events) in self.duties.iter_mut().zip(per_class) {
+            if !events.is_empty() {
+                d.handle(events);
+            }
         }
     }
 
@@ -149,33 +148,16 @@ impl<K: LockKernel> Worker<K> {
         let Some(path) = &self.out.status_file else {
             return;
         };
-        let locks = self.locks.as_ref().map(|l| l.status()).unwrap_or_default();
-        let sockets = self
-            .sockets
-            .as_ref()
-            .map(|s| s.status())
-            .unwrap_or_default();
-        let shape: Vec<String> = locks
-            .iter()
-            .map(|l| {
-                format!(
-                    "{}:{}:{}:{}",
-                    l.path, l.owner_pid, l.owner_alive, l.stale_kept
-                )
-            })
-            .chain(sockets.iter().map(|s| s.cookie.to_string()))
-            .collect();
-        let digest = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            shape.hash(&mut h);
-            h.finish()
-        };
+        let sections: Vec<(&str, crate::agent::class::Section)> =
+            self.duties.iter().map(|(n, d)| (*n, d.status())).collect();
+        let digest = crate::agent::class::digest(sections.iter().map(|(n, s)| (n, s.digest)));
         if Some(digest) == self.status_digest && Instant::now() < self.status_due {
             return;
         }
-        let doc = status::document(&self.out.status_header, &locks, &sockets);
-        if let Err(e) = status::write_atomically(path, &doc) {
+        let entries: Vec<(&str, serde_json::Value)> =
+            sections.into_iter().map(|(n, s)| (n, s.entries)).collect();
+        let doc = status::document(&self.out.status_header, &entries);
+        if let Err(e) = status::write(path, &doc) {
             log::warn!("writing the status file {}: {e}", path.display());
         }
         self.status_digest = Some(digest);

@@ -66,6 +66,32 @@ impl PinDir {
     }
 }
 
+/// `eghostbuster unpin`: remove every version's pins under the pin root,
+/// once no daemon holds it.
+pub fn unpin_all(root: &Path) -> Result<()> {
+    if !root.exists() {
+        return Ok(());
+    }
+    if !sysenv::is_bpffs(root) {
+        return Err(Unmet(format!(
+            "{} is not on a bpf filesystem; not touching it",
+            root.display()
+        ))
+        .into());
+    }
+    let _lock = lock_pin_root(root)?;
+    let mut n = 0;
+    for entry in std::fs::read_dir(root)?.flatten() {
+        if entry.path().is_dir() {
+            remove_pins(&entry.path())?;
+            n += 1;
+        }
+    }
+    std::fs::remove_dir(root).with_context(|| format!("removing {}", root.display()))?;
+    log::info!("unpinned {} ({n} version(s))", root.display());
+    Ok(())
+}
+
 /// flock the pin root; fails when another daemon holds it.
 pub fn lock_pin_root(root: &Path) -> Result<File> {
     let dir = File::open(root).with_context(|| format!("opening {}", root.display()))?;

@@ -294,6 +294,24 @@ pub fn decode(data: &[u8]) -> Result<LockEvent, String> {
     }
 }
 
+/// The kernel side's tables as the lock duty uses them: implemented over
+/// the pinned maps by the loader (monitor.rs), and in memory by the
+/// worker's unit tests.
+pub trait LockKernel {
+    fn record(&self, key: LockKey) -> Option<Record>;
+    fn store(&self, key: LockKey, rec: &Record) -> bool;
+    fn forget(&self, key: LockKey);
+    /// Every record, for adoption at start.
+    fn records(&self) -> Vec<(LockKey, Record)>;
+    /// Exits not dealt with yet.
+    fn pending_exits(&self) -> Vec<Exit>;
+    fn exit_done(&self, tgid: u32);
+    /// Have the kernel report this process's exit.
+    fn watch(&self, pid: u32) -> bool;
+    /// (ring buffer drops, owners map full, locks/exited table full)
+    fn counters(&self) -> Option<(u64, u64, u64)>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,11 +14,11 @@ use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, OpenObject};
 use crate::host::pins;
 use crate::host::sysenv::{exit_tracepoint_has_group_dead, has_syscall_tracepoint, Unmet};
 use crate::locks::bpf::{LocksSkel, LocksSkelBuilder};
+use crate::locks::kernel::LockKernel;
 use crate::locks::kernel::{Exit, LockKey, Record};
 use crate::locks::patterns::{
     KernelFilter, MAX_PREFIXES, MAX_PREFIX_LEN, MAX_SUFFIXES, MAX_SUFFIX_LEN,
 };
-use crate::locks::worker::LockKernel;
 
 pub struct LockBpfConfig {
     pub non_exclusive: bool,

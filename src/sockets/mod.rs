@@ -4,6 +4,8 @@
 //! (`worker`), sock_diag netlink (`sock_diag`) and the cron pass (`sweep`).
 
 pub mod bpf;
+pub mod class;
+pub mod metrics;
 pub mod model;
 pub mod monitor;
 pub mod sock_diag;

@@ -30,7 +30,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::host::netns;
+use crate::host::{atomic, netns};
 use crate::sockets::model::{Holder, PortFilter};
 use crate::sockets::sock_diag::{self, DiagSock};
 
@@ -294,14 +294,18 @@ pub struct Summary {
 }
 
 /// Checked before anything else (exit 2 on failure): the state file's
-/// directory exists or can be made, and the file, if any, is a file.
+/// directory exists (only the default one is created), and the file, if
+/// any, is a file.
 pub fn prepare_state_file(path: &Path) -> Result<(), String> {
     let dir = path
         .parent()
         .ok_or_else(|| format!("--state-file {}: no directory", path.display()))?;
-    std::fs::create_dir_all(dir).map_err(|e| {
+    let default = Path::new(crate::cli::DEFAULT_SWEEP_STATE)
+        .parent()
+        .expect("an absolute default");
+    atomic::ensure_default_dir(dir, &[default]).map_err(|e| {
         format!(
-            "--state-file {}: cannot create {}: {e}",
+            "--state-file {}: cannot use {}: {e}",
             path.display(),
             dir.display()
         )
@@ -321,19 +325,9 @@ fn boot_id() -> String {
         .unwrap_or_default()
 }
 
-/// Write atomically: a temporary file in the same directory, renamed.
+/// Written atomically (host::atomic), readable by root only.
 fn write_state(path: &Path, st: &State) -> io::Result<()> {
-    let tmp = PathBuf::from(format!("{}.tmp-{}", path.display(), std::process::id()));
-    let r = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(st.serialize().as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    r
+    atomic::write_mode(path, st.serialize().as_bytes(), 0o600)
 }
 
 fn now_ms() -> u64 {

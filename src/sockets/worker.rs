@@ -8,23 +8,25 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::agent::metrics::Metrics;
 use crate::host::netns;
+use crate::sockets::metrics::SockMetrics;
 use crate::sockets::model::{
-    self, describe, Endpoints, Method, PortFilter, ReapKind, Reaped, Scheduler, SockEvent,
+    self, describe, Endpoints, PortFilter, ReapKind, Reaped, Scheduler, SockEvent,
 };
 use crate::sockets::monitor::Reap;
 
 /// A tracked socket, for `eghostbuster status`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SockStatus {
     pub cookie: u64,
     pub netns: u64,
     pub local: Option<String>,
     pub remote: Option<String>,
     /// Seconds since it was first seen in CLOSE_WAIT by this agent.
+    #[serde(rename = "in_close_wait_s")]
     pub seen_s: u64,
     /// Seconds until the reaper looks at it again.
+    #[serde(rename = "reaped_in_s")]
     pub due_in_s: u64,
 }
 
@@ -53,7 +55,7 @@ pub struct SockWork {
     last_counters: (u64, u64),
     /// Addresses and first sight of tracked sockets, for status.
     seen: HashMap<u64, (Option<Endpoints>, Instant)>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<SockMetrics>,
     pub stats: SockStats,
 }
 
@@ -69,7 +71,7 @@ impl SockWork {
         timeout: Duration,
         filter: PortFilter,
         dry_run: bool,
-        metrics: Arc<Metrics>,
+        metrics: Arc<SockMetrics>,
     ) -> Self {
         SockWork {
             reaper,
@@ -176,9 +178,7 @@ impl SockWork {
     }
 
     fn gauge(&self) {
-        self.metrics
-            .sockets_tracked
-            .store(self.sched.len() as u64, Relaxed);
+        self.metrics.tracked.store(self.sched.len() as u64, Relaxed);
     }
 
     pub fn status(&self) -> Vec<SockStatus> {
@@ -235,10 +235,7 @@ impl SockWork {
                     self.sched.cancel(r.cookie);
                     self.seen.remove(&r.cookie);
                     self.stats.destroyed += 1;
-                    self.metrics.socket_destroyed(match r.method {
-                        Method::Kfunc => "kfunc",
-                        Method::Netlink => "netlink",
-                    });
+                    self.metrics.destroyed(r.method);
                     log::info!("{}", describe(&r, holders.get(&r.ino), false, self.timeout));
                 }
                 ReapKind::Failed(_) => {
@@ -326,7 +323,7 @@ mod tests {
                 exclude: vec![],
             },
             false,
-            Arc::new(Metrics::default()),
+            Arc::new(SockMetrics::default()),
         );
         // out of scope: ignored
         w.on_event(SockEvent::Entered {

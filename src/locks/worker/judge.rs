@@ -1,0 +1,260 @@
+//! The verdict side of the lock duty: work (a lock whose owner ended) is
+//! gathered, decided, checked as a batch (checks 2-4) and removed, kept,
+//! handed on or left, each with its one log line.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::files::removal::{self, Outcome, Target};
+use crate::files::verdict::{Keep, PidInFile};
+use crate::host::procfs::{self, NsPid};
+use crate::locks::decide::{self, Cause, Decision, Input};
+use crate::locks::gather::gather;
+use crate::locks::kernel::{LockKernel, LockKey};
+use crate::locks::metrics::KeptReason;
+use crate::locks::table::Tracked;
+
+use super::{Candidate, LockWork, Work, MAX_ROUNDS};
+
+impl<K: LockKernel> LockWork<K> {
+    pub(super) fn evaluate(&mut self, mut work: Vec<Work>) {
+        for _ in 0..MAX_ROUNDS {
+            if work.is_empty() {
+                return;
+            }
+            work = self.evaluate_round(work);
+        }
+        for w in work {
+            if let Some(lock) = self.table.get(&w.key) {
+                log::info!(
+                    "kept {}: its owner kept changing while it was checked",
+                    lock.rec.path.display()
+                );
+                self.metrics.kept(KeptReason::Other);
+            }
+            self.table.untrack(&w.key);
+        }
+    }
+
+    /// One pass over a batch: per-lock facts and decisions, then the shared
+    /// batch removal. Returns work for owners that died while being handed
+    /// a lock.
+    fn evaluate_round(&mut self, work: Vec<Work>) -> Vec<Work> {
+        let mut next = Vec::new();
+        let mut cands = Vec::new();
+        let mut ignore = vec![self.own_pid];
+        for w in work {
+            let Some(lock) = self.table.get(&w.key).cloned() else {
+                continue;
+            };
+            if lock.owner() != w.owner {
+                continue;
+            }
+            ignore.push(w.cause.pid());
+            if let Some(c) = self.prepare(lock, &w.cause) {
+                cands.push(c);
+            }
+        }
+        next.append(&mut self.deferred);
+        if cands.is_empty() {
+            return next;
+        }
+        let targets: Vec<Target> = cands.iter_mut().filter_map(|c| c.target.take()).collect();
+        let outcomes = removal::remove_all(&targets, &ignore, self.cfg.dry_run);
+        for (c, outcome) in cands.into_iter().zip(outcomes) {
+            let path = c.lock.rec.path.display();
+            let place = &c.place;
+            match outcome {
+                Outcome::Removed => {
+                    log::info!("removed {path}{place}: {}", c.reason);
+                    self.metrics.removed_total.fetch_add(1, Relaxed);
+                    self.table.untrack(&c.lock.key);
+                }
+                Outcome::WouldRemove => {
+                    log::info!("would remove {path}{place}: {} (dry run)", c.reason);
+                    self.table.untrack(&c.lock.key);
+                }
+                Outcome::Kept(keep) => self.keep(&c, keep, &mut next),
+                Outcome::Gone => {
+                    log::debug!("{path} was removed by someone else");
+                    self.table.untrack(&c.lock.key);
+                }
+                Outcome::Failed(e) => {
+                    log::error!("failed to remove {path}: {e}; {}", c.reason);
+                    self.metrics.removal_failures_total.fetch_add(1, Relaxed);
+                    self.table.untrack(&c.lock.key);
+                }
+            }
+        }
+        next
+    }
+
+    /// One lock before the batch checks: gather its facts where it was
+    /// made, decide, and act on everything but a removal.
+    fn prepare(&mut self, lock: Tracked, cause: &Cause) -> Option<Candidate> {
+        let path = lock.rec.path.display().to_string();
+        let key = lock.key;
+        // A lock made in another mount namespace (a container, or a
+        // sandboxed service) is judged there, through a live process that
+        // shares it. When none does, it is judged only if its path names
+        // the very same inode here too; check 1 (device + inode) decides.
+        // Otherwise the name here is some other file, and is kept.
+        let root = self.root_for(lock.rec.mnt_ns, &[lock.owner(), cause.pid()]);
+        let foreign = !root.reachable();
+        if foreign {
+            log::info!(
+                "{path}: no live process shares the mount namespace pid {} ({}) made it in; judging the same path here",
+                lock.owner(),
+                lock.rec.comm
+            );
+        }
+        let gathered = gather(&root, &lock);
+        let decision = decide::decide(&Input {
+            path: &path,
+            owner: lock.owner(),
+            comm: &lock.rec.comm,
+            what: lock.rec.kind.what(),
+            pid_ns: lock.rec.pid_ns,
+            stale: lock.rec.stale.as_ref(),
+            class: lock.class,
+            foreign,
+            found: &gathered.found,
+            cause,
+        });
+        match decision {
+            Decision::Released(what) => {
+                log::debug!("{path} was released ({what})");
+                self.table.untrack(&key);
+                None
+            }
+            Decision::Kept {
+                line,
+                reason,
+                level,
+            } => {
+                log::log!(level, "{line}");
+                self.metrics.kept(reason);
+                self.table.untrack(&key);
+                None
+            }
+            Decision::HandToParent {
+                ppid,
+                parent_start,
+                owner,
+            } => {
+                let pcomm = procfs::comm(ppid);
+                log::info!("handed {path} to parent pid {ppid} ({pcomm}): {owner}");
+                self.metrics.handed_total.fetch_add(1, Relaxed);
+                self.set_owner(key, ppid, parent_start, pcomm, None);
+                // the parent's own exit may be in this very batch, already
+                // looked at while it owned nothing
+                let start = procfs::boottime_ns_to_ticks(parent_start);
+                if let Some(pe) = self
+                    .batch_exits
+                    .get(&ppid)
+                    .filter(|pe| procfs::boottime_ns_to_ticks(pe.start_boottime) == start)
+                {
+                    self.deferred.push(Work {
+                        key,
+                        owner: ppid,
+                        cause: Cause::of(pe),
+                    });
+                }
+                None
+            }
+            Decision::Judge { reason, stale } => {
+                let (dir, shape, mtime_ns) = gathered.at.expect("present");
+                let decide::Found::Present { pid, .. } = gathered.found else {
+                    unreachable!("judged only when present")
+                };
+                let pid = self.judge_pid(pid, &lock, cause, mtime_ns);
+                Some(Candidate {
+                    target: Some(Target {
+                        dir,
+                        file: lock.file,
+                        shape,
+                        pid,
+                    }),
+                    place: root.place(),
+                    lock,
+                    reason,
+                    stale,
+                })
+            }
+        }
+    }
+
+    fn set_owner(
+        &mut self,
+        key: LockKey,
+        pid: u32,
+        start_ns: u64,
+        comm: String,
+        stale: Option<(u32, u32, String)>,
+    ) {
+        let c = comm.clone();
+        if !self.table.set_owner(key, pid, start_ns, comm, stale) {
+            log::warn!("owners map full: the exit of pid {pid} ({c}) is only noticed by polling");
+        }
+    }
+
+    /// Check 4 in the creator's PID namespace: a PID written in a
+    /// container is looked up there (NSpid of its processes).
+    fn judge_pid(
+        &self,
+        pid: Option<u32>,
+        lock: &Tracked,
+        cause: &Cause,
+        mtime_ns: i128,
+    ) -> PidInFile {
+        let exiting = [cause.pid()];
+        match pid {
+            Some(p) if lock.rec.pid_ns != self.own_pid_ns => {
+                match procfs::host_pid(p, lock.rec.pid_ns) {
+                    NsPid::Host(h) => removal::judge_pid(Some(h), true, &exiting, mtime_ns),
+                    NsPid::Dead => PidInFile::Dead(p),
+                    NsPid::Unknown => PidInFile::Uninterpretable,
+                }
+            }
+            _ => removal::judge_pid(pid, true, &exiting, mtime_ns),
+        }
+    }
+
+    /// Keep a lock for a live process, which becomes its owner: when that
+    /// one exits, the checks run again.
+    fn keep(&mut self, c: &Candidate, keep: Keep, next: &mut Vec<Work>) {
+        let path = c.lock.rec.path.display();
+        self.metrics.kept(match keep {
+            Keep::OpenBy(_) => KeptReason::Open,
+            Keep::LockedBy(_) => KeptReason::Locked,
+            Keep::PidAlive(_) => KeptReason::PidAlive,
+            Keep::PidUninterpretable => KeptReason::PidForeign,
+            Keep::Replaced => KeptReason::Other,
+        });
+        let Some(pid) = keep.new_owner() else {
+            log::info!("kept {path}: {keep}; {}", c.reason);
+            self.table.untrack(&c.lock.key);
+            return;
+        };
+        let tgid = procfs::tgid(pid).unwrap_or(pid);
+        let Some(st) = procfs::stat(tgid).filter(|s| s.alive()) else {
+            // gone between the check and now: look again
+            next.push(Work {
+                key: c.lock.key,
+                owner: c.lock.owner(),
+                cause: Cause::Gone { pid: tgid },
+            });
+            return;
+        };
+        log::info!("kept {path}: {keep} ({}); {}", st.comm, c.reason);
+        let start_ns = st.start_ticks * (1_000_000_000 / procfs::clock_ticks_per_sec());
+        self.set_owner(c.lock.key, tgid, start_ns, st.comm, Some(c.stale.clone()));
+        // watched only now: if it died meanwhile, its exit went unseen
+        if !procfs::stat(tgid).is_some_and(|s| s.alive() && s.start_ticks == st.start_ticks) {
+            next.push(Work {
+                key: c.lock.key,
+                owner: tgid,
+                cause: Cause::Gone { pid: tgid },
+            });
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! The lock duty of the cleanup worker: events in, verdicts out. It keeps
+//! the table (table.rs) in step with what the kernel records, turns an
+//! owner's exit into work, gathers the facts of each lock (gather.rs),
+//! decides (decide.rs), runs checks 2-4 and the atomic removal over the
+//! batch (files::removal) and logs every decision in one line.
+//!
+//! The table of record is the kernel's pinned "locks" map: the kernel adds
+//! a lock the moment it is created, and this worker changes its owner or
+//! forgets it. Exits wait in the pinned "exited" map until dealt with. So
+//! an agent that stops, crashes or is upgraded loses nothing: the next one
+//! adopts both maps and carries on.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use crate::files::removal::Target;
+use crate::host::procfs;
+use crate::locks::decide::Cause;
+use crate::locks::kernel::{Created, Exit, LockEvent, LockKernel, LockKey, LOCK_F_TABLE_FULL};
+use crate::locks::metrics::LockMetrics;
+use crate::locks::patterns::LockMatcher;
+use crate::locks::resolve::Root;
+use crate::locks::table::{Table, Tracked};
+
+pub struct LockConfig {
+    pub dry_run: bool,
+    pub matcher: LockMatcher,
+}
+
+#[derive(Debug)]
+struct Work {
+    key: LockKey,
+    owner: u32,
+    cause: Cause,
+}
+
+struct Candidate {
+    lock: Tracked,
+    /// " (in the mount namespace of pid N)" or "".
+    place: String,
+    /// Handed to removal::remove_all for the batch.
+    target: Option<Target>,
+    reason: String,
+    /// What made it stale: kept in the record if a live process keeps it.
+    stale: (u32, u32, String),
+}
+
+/// A tracked lock, for `eghostbuster status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LockStatus {
+    pub path: String,
+    pub owner_pid: u32,
+    pub owner_comm: String,
+    pub owner_alive: bool,
+    /// Seconds since the owner started (locks carry no creation time).
+    pub owner_age_s: u64,
+    pub state: String,
+}
+
+const MAX_ROUNDS: usize = 5;
+mod judge;
+mod track;
+
+pub struct LockWork<K: LockKernel> {
+    cfg: LockConfig,
+    table: Table<K>,
+    /// Owners seen dead once without an exit event (confirmed next tick).
+    suspect: HashSet<u32>,
+    own_pid: u32,
+    own_mnt_ns: u64,
+    own_pid_ns: u64,
+    prune_at: usize,
+    /// Exits in the batch being handled: a lock handed to a parent whose
+    /// own exit is in the same batch is judged for that exit at once
+    /// (its exit was looked at before it owned anything).
+    batch_exits: HashMap<u32, Exit>,
+    /// Work found while judging, for the next round.
+    deferred: Vec<Work>,
+    last_counters: (u64, u64, u64),
+    metrics: Arc<LockMetrics>,
+}
+
+impl<K: LockKernel> LockWork<K> {
+    pub fn new(cfg: LockConfig, kernel: K, metrics: Arc<LockMetrics>) -> std::io::Result<Self> {
+        Ok(Self {
+            cfg,
+            table: Table::new(kernel),
+            suspect: HashSet::new(),
+            own_pid: std::process::id(),
+            own_mnt_ns: procfs::own_ns("mnt")?,
+            own_pid_ns: procfs::own_ns("pid")?,
+            prune_at: 1024,
+            batch_exits: HashMap::new(),
+            deferred: Vec::new(),
+            last_counters: (0, 0, 0),
+            metrics,
+        })
+    }
+
+    /// Take over what the kernel recorded before this agent started (a
+    /// previous instance's pinned tables): the locks, then the exits that
+    /// happened meanwhile, which are judged at once.
+    pub fn adopt(&mut self) {
+        let records = self.table.kernel.records();
+        let exits = self.table.kernel.pending_exits();
+        let n = records.len();
+        let (pending, known): (Vec<_>, Vec<_>) =
+            records.into_iter().partition(|(k, _)| k.is_pending());
+        for (key, rec) in known {
+            self.insert(key, rec);
+        }
+        for (key, rec) in pending {
+            self.resolve_pending(key, rec);
+        }
+        if n > 0 || !exits.is_empty() {
+            log::info!(
+                "adopted {} tracked lock(s) and {} exit(s) recorded while no agent ran",
+                self.table.len(),
+                exits.len()
+            );
+        }
+        self.handle(exits.into_iter().map(LockEvent::Exit).collect());
+    }
+
+    pub fn handle(&mut self, events: Vec<LockEvent>) {
+        let mut work = Vec::new();
+        let mut exited = Vec::new();
+        for ev in events {
+            match ev {
+                LockEvent::Created(c) => self.on_created(c),
+                LockEvent::NameGone { tgid } => self.on_name_gone(tgid),
+                LockEvent::Exit(e) => {
+                    exited.push(e.tgid);
+                    self.batch_exits.insert(e.tgid, e.clone());
+                    work.extend(self.on_exit(e));
+                }
+            }
+        }
+        self.evaluate(work);
+        self.batch_exits.clear();
+        for tgid in exited {
+            self.table.kernel.exit_done(tgid);
+        }
+        self.gauge();
+    }
+
+    fn gauge(&self) {
+        self.metrics.tracked.store(self.table.len() as u64, Relaxed);
+    }
+
+    fn on_created(&mut self, c: Created) {
+        if c.flags & LOCK_F_TABLE_FULL != 0 {
+            log::warn!(
+                "a lock created by pid {} was not recorded: the locks table is full (--max-locks)",
+                c.tgid
+            );
+            self.metrics.removal_failures_total.fetch_add(1, Relaxed);
+            return;
+        }
+        // the record may already be gone again, or belong to a newer file
+        // with the same inode number: the table holds the truth
+        let Some(rec) = self.table.kernel.record(c.key) else {
+            return;
+        };
+        if self.table.len() >= self.prune_at {
+            self.prune();
+        }
+        if c.key.is_pending() {
+            self.resolve_pending(c.key, rec);
+        } else {
+            self.insert(c.key, rec);
+        }
+    }
+
+    fn root_for(&self, mnt_ns: u64, prefer: &[u32]) -> Root {
+        Root::of(mnt_ns, self.own_mnt_ns, prefer)
+    }
+
+    fn on_exit(&mut self, e: Exit) -> Vec<Work> {
+        if !self.table.owns_any(e.tgid) {
+            return Vec::new();
+        }
+        self.suspect.remove(&e.tgid);
+        let cause = Cause::of(&e);
+        let start = procfs::boottime_ns_to_ticks(e.start_boottime);
+        self.table
+            .of_owner(e.tgid)
+            .into_iter()
+            .map(|key| {
+                // an owner whose exit we missed, and whose PID was reused
+                let same = self
+                    .table
+                    .get(&key)
+                    .is_some_and(|l| l.owner_start_ticks() == start);
+                Work {
+                    key,
+                    owner: e.tgid,
+                    cause: if same {
+                        cause.clone()
+                    } else {
+                        Cause::Gone { pid: e.tgid }
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// Once a second: kernel counters, and owners that died unseen (lost
+    /// sample, full map), seen dead on two ticks in a row so that an exit
+    /// still on its way through the ring buffer is not taken for one.
+    pub fn tick(&mut self) {
+        if let Some((drops, full, table)) = self.table.kernel.counters() {
+            let (d0, f0, t0) = self.last_counters;
+            if drops > d0 {
+                log::warn!(
+                    "{} lock events lost (ring buffer full; raise --ring-buffer-size); {drops} in all",
+                    drops - d0
+                );
+            }
+            if full > f0 {
+                log::warn!(
+                    "{} owners not watched (owners map full; raise --max-owners); {full} in all",
+                    full - f0
+                );
+            }
+            if table > t0 {
+                log::warn!(
+                    "{} locks or exits not recorded (table full; raise --max-locks / --max-owners); {table} in all",
+                    table - t0
+                );
+            }
+            self.last_counters = (drops, full, table);
+            self.metrics.kernel_events_dropped.store(drops, Relaxed);
+            self.metrics.kernel_owners_full.store(full + table, Relaxed);
+        }
+        let mut work = Vec::new();
+        for (pid, start) in self.table.owners() {
+            let alive = procfs::stat(pid).is_some_and(|s| s.alive() && s.start_ticks == start);
+            if alive {
+                self.suspect.remove(&pid);
+            } else if !self.suspect.insert(pid) {
+                self.suspect.remove(&pid);
+                work.extend(self.table.of_owner(pid).into_iter().map(|key| Work {
+                    key,
+                    owner: pid,
+                    cause: Cause::Gone { pid },
+                }));
+            }
+        }
+        self.evaluate(work);
+        self.gauge();
+    }
+
+    pub fn status(&self) -> Vec<LockStatus> {
+        let now_ticks = procfs::uptime_ticks();
+        let mut v: Vec<LockStatus> = self
+            .table
+            .values()
+            .map(|l| {
+                let alive = procfs::stat(l.owner())
+                    .is_some_and(|s| s.alive() && s.start_ticks == l.owner_start_ticks());
+                LockStatus {
+                    path: l.rec.path.display().to_string(),
+                    owner_pid: l.owner(),
+                    owner_comm: l.rec.comm.clone(),
+                    owner_alive: alive,
+                    owner_age_s: now_ticks.saturating_sub(l.owner_start_ticks())
+                        / procfs::clock_ticks_per_sec(),
+                    state: if l.rec.stale.is_some() {
+                        "stale, kept for a live process"
+                    } else {
+                        "owned"
+                    }
+                    .into(),
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| a.path.cmp(&b.path));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,198 @@
+//! The tracking side of the lock duty: creations recorded by the kernel
+//! become tracked locks (names resolved where their creator lives),
+//! renames are followed, and names released by their owners are dropped.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::files::dir;
+use crate::locks::kernel::{
+    LockKernel, LockKey, LockKind, Record, LOCK_F_OWNER_UNTRACKED, LOCK_F_PATH_TRUNCATED,
+    LOCK_F_UNREACHABLE,
+};
+use crate::locks::patterns::Match;
+use crate::locks::table::Tracked;
+
+use super::LockWork;
+
+impl<K: LockKernel> LockWork<K> {
+    /// A lock taken by name (link, mkdir, symlink, rename): the kernel
+    /// knew only the caller's string. Resolve it where the caller lives,
+    /// refusing symlinks, and key the record by the real device and inode.
+    /// A plain rename only moves a lock already tracked: follow it.
+    ///
+    /// Between the creation and this lookup (milliseconds) the name could
+    /// be replaced; a replacement taken by any tracked way is recorded
+    /// again by the kernel, after this one, and its creator then wins.
+    pub(super) fn resolve_pending(&mut self, pkey: LockKey, mut rec: Record) {
+        self.table.kernel.forget(pkey);
+        let raw = rec.path.clone();
+        if rec.flags & (LOCK_F_PATH_TRUNCATED | LOCK_F_UNREACHABLE) != 0 {
+            log::debug!(
+                "ignoring {} by pid {} ({}): its directory could not be resolved",
+                raw.display(),
+                rec.tgid,
+                rec.comm
+            );
+            return;
+        }
+        let Some(path) = dir::normalize(&raw) else {
+            return;
+        };
+        if matches!(
+            self.cfg.matcher.classify(&path),
+            Match::OutOfScope | Match::NotLockName
+        ) {
+            return;
+        }
+        let root = self.root_for(rec.mnt_ns, &[rec.tgid]);
+        if !root.reachable() {
+            log::info!(
+                "not tracking {}: made by pid {} ({}) in a mount namespace no live process shares",
+                path.display(),
+                rec.tgid,
+                rec.comm
+            );
+            return;
+        }
+        // the raw name, resolved refusing every symlink: then `..` means
+        // what normalize() made of it
+        let st = match root.stat(&raw) {
+            Ok(st) => st,
+            Err(e) => {
+                log::debug!(
+                    "not tracking {} ({:?} by pid {} ({})): {e}",
+                    path.display(),
+                    rec.kind,
+                    rec.tgid,
+                    rec.comm
+                );
+                return;
+            }
+        };
+        let key = LockKey::of(st.id);
+        rec.path = path;
+        if let Some(t) = self.table.on_file(&st.id) {
+            if matches!(rec.kind, LockKind::Moved | LockKind::Rename) {
+                if t.rec.path != rec.path {
+                    let k = t.key;
+                    self.follow(k, rec.path);
+                }
+                return;
+            }
+            if self.still_named(t) {
+                return; // another name for a tracked lock's inode
+            }
+        }
+        if rec.kind == LockKind::Moved {
+            return; // not exclusive: a lock only if it already was one
+        }
+        let shape_ok = match rec.kind {
+            LockKind::Mkdir => st.dir,
+            LockKind::Symlink => st.symlink,
+            _ => st.regular,
+        };
+        if !shape_ok {
+            log::debug!(
+                "not tracking {}: no longer a {}",
+                rec.path.display(),
+                rec.kind.what()
+            );
+            return;
+        }
+        if !self.table.kernel.store(key, &rec) {
+            log::warn!(
+                "a lock created by pid {} was not recorded: the locks table is full (--max-locks)",
+                rec.tgid
+            );
+            return;
+        }
+        self.insert(key, rec);
+    }
+
+    /// A tracked lock was renamed to another lock name: track it there.
+    pub(super) fn follow(&mut self, key: LockKey, to: PathBuf) {
+        let class = self.cfg.matcher.classify(&to);
+        let Some(l) = self.table.get(&key) else {
+            return;
+        };
+        log::info!(
+            "following {} (pid {} {}): renamed to {}",
+            l.rec.path.display(),
+            l.rec.tgid,
+            l.rec.comm,
+            to.display()
+        );
+        self.table.rename(key, to, class);
+    }
+
+    /// Does the lock's name still refer to its inode, where it was made?
+    pub(super) fn still_named(&self, l: &Tracked) -> bool {
+        self.root_for(l.rec.mnt_ns, &[l.owner()])
+            .stat(&l.rec.path)
+            .is_ok_and(|st| st.id == l.file)
+    }
+
+    /// Track one record, or forget it when it is none of our business.
+    pub(super) fn insert(&mut self, key: LockKey, rec: Record) {
+        if rec.flags & (LOCK_F_PATH_TRUNCATED | LOCK_F_UNREACHABLE) != 0 {
+            log::debug!(
+                "ignoring a lock created by pid {} ({}): its path could not be resolved ({})",
+                rec.tgid,
+                rec.comm,
+                rec.path.display()
+            );
+            self.table.kernel.forget(key);
+            return;
+        }
+        let class = self.cfg.matcher.classify(&rec.path);
+        if matches!(class, Match::OutOfScope | Match::NotLockName) {
+            self.table.kernel.forget(key);
+            return;
+        }
+        if rec.flags & LOCK_F_OWNER_UNTRACKED != 0 {
+            log::warn!(
+                "owners map full (--max-owners): the exit of pid {} ({}) is only noticed by polling",
+                rec.tgid,
+                rec.comm
+            );
+        }
+        log::debug!(
+            "tracking {} (pid {} {}, {:?})",
+            rec.path.display(),
+            rec.tgid,
+            rec.comm,
+            rec.kind
+        );
+        self.table.insert(key, rec, class);
+        self.metrics.tracked_total.fetch_add(1, Relaxed);
+    }
+
+    /// The owner removed or renamed something: stop tracking whichever of
+    /// its locks no longer exists under its name.
+    pub(super) fn on_name_gone(&mut self, tgid: u32) {
+        let gone: Vec<LockKey> = self
+            .table
+            .of_owner(tgid)
+            .into_iter()
+            .filter(|k| !self.table.get(k).is_some_and(|l| self.still_named(l)))
+            .collect();
+        for k in gone {
+            self.table.untrack(&k);
+        }
+    }
+
+    /// Forget locks whose names are gone (released by someone else).
+    pub(super) fn prune(&mut self) {
+        let gone: Vec<LockKey> = self
+            .table
+            .values()
+            .filter(|l| !self.still_named(l))
+            .map(|l| l.key)
+            .collect();
+        for k in &gone {
+            self.table.untrack(k);
+        }
+        self.prune_at = (self.table.len() * 2).max(1024);
+    }
+}
