@@ -154,17 +154,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub non_exclusive: bool,
 
-    /// Run every check and log the verdict; remove nothing
-    #[arg(long)]
-    pub dry_run: bool,
-
-    /// Do not monitor lock files
-    #[arg(long)]
-    pub no_locks: bool,
-
-    /// Do not monitor sockets
-    #[arg(long)]
-    pub no_sockets: bool,
+    #[command(flatten)]
+    pub switches: Switches,
 
     /// Most processes whose exit is watched at once (BPF hash map size)
     #[arg(long, value_name = "N", default_value_t = 16384, value_parser = clap::value_parser!(u32).range(64..=4_194_304))]
@@ -224,6 +215,23 @@ pub struct RunArgs {
     /// unknown: sends seen by the reaper's visits (to test that path)
     #[arg(long, hide = true)]
     pub force_idle_fallback: bool,
+}
+
+/// What runs and whether it acts: shared by `run` and `sweep`.
+#[derive(Debug, Clone, Args)]
+pub struct Switches {
+    /// Run every check and report the verdict (`would remove`, `would
+    /// destroy`); remove and destroy nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Leave lock files out
+    #[arg(long)]
+    pub no_locks: bool,
+
+    /// Leave CLOSE_WAIT sockets out
+    #[arg(long)]
+    pub no_sockets: bool,
 }
 
 /// Which lock files: shared by `run` and `sweep`.
@@ -308,22 +316,13 @@ pub struct SweepArgs {
     pub sockets: SocketScope,
 
     /// Where CLOSE_WAIT sockets seen by earlier runs are remembered (one
-    /// run cannot tell how long a socket has waited); the directory is
-    /// created
+    /// run cannot tell how long a socket has waited); only the default
+    /// directory is created
     #[arg(long, value_name = "FILE", default_value = DEFAULT_SWEEP_STATE, value_parser = parse_state_file)]
     pub state_file: PathBuf,
 
-    /// Report what would be removed or destroyed; remove and destroy nothing
-    #[arg(long)]
-    pub dry_run: bool,
-
-    /// Do not sweep lock files
-    #[arg(long)]
-    pub no_locks: bool,
-
-    /// Do not sweep sockets
-    #[arg(long)]
-    pub no_sockets: bool,
+    #[command(flatten)]
+    pub switches: Switches,
 
     /// Write Prometheus metrics to FILE (atomically) when done
     #[arg(long, value_name = "FILE", value_parser = parse_textfile)]

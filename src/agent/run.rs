@@ -99,7 +99,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         pid: std::process::id(),
         version: env!("CARGO_PKG_VERSION").into(),
         scope: args.scope.describe(),
-        dry_run: args.dry_run,
+        dry_run: args.switches.dry_run,
         pin_dir: pin_dir.map(|p| p.display().to_string()),
         classes: started.iter().map(|(n, _)| n.to_string()).collect(),
         ..Header::default()
@@ -144,7 +144,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         http.as_ref()
             .map(|h| format!("; metrics on http://{}/metrics", h.server_addr()))
             .unwrap_or_default(),
-        if args.dry_run {
+        if args.switches.dry_run {
             "; dry run: nothing is removed or destroyed"
         } else {
             ""

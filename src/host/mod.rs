@@ -1,7 +1,9 @@
 //! Facts about the host: /proc (`procfs`), network namespaces (`netns`),
-//! requirements and mounts (`sysenv`), the pin directory (`pins`).
+//! requirements and mounts (`sysenv`), the pin directory (`pins`), the
+//! clocks (`clock`), and the one way the agent writes a file (`atomic`).
 
 pub mod atomic;
+pub mod clock;
 pub mod netns;
 pub mod pins;
 pub mod procfs;

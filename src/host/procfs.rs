@@ -7,6 +7,8 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use crate::host::clock;
+
 /// A file's identity in user-space terms: device (major, minor) and inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileId {
@@ -105,23 +107,13 @@ pub fn boottime_ns_to_ticks(ns: u64) -> u64 {
 
 /// Clock ticks since boot, as /proc counts process start times.
 pub fn uptime_ticks() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
-        .map(|t| {
-            (t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-                / (1_000_000_000 / clock_ticks_per_sec())
-        })
-        .unwrap_or(0)
+    boottime_ns_to_ticks(clock::boot_ns())
 }
 
 /// Wall-clock time (ns since the epoch) a process started, from its ticks.
 pub fn start_wall_ns(start_ticks: u64) -> i128 {
-    let now = |clock| {
-        nix::time::clock_gettime(clock)
-            .map(|t| t.tv_sec() as i128 * 1_000_000_000 + t.tv_nsec() as i128)
-            .unwrap_or(0)
-    };
-    let wall = now(nix::time::ClockId::CLOCK_REALTIME);
-    let boot = now(nix::time::ClockId::CLOCK_BOOTTIME);
+    let wall = clock::wall_ns();
+    let boot = clock::boot_ns() as i128;
     let start_boot = start_ticks as i128 * 1_000_000_000 / clock_ticks_per_sec() as i128;
     wall - boot + start_boot
 }

@@ -73,7 +73,7 @@ impl Class for Locks {
     }
 
     fn enabled(&self, args: &RunArgs) -> bool {
-        !args.no_locks
+        !args.switches.no_locks
     }
 
     fn validate(&self, args: &RunArgs) -> Result<()> {
@@ -106,7 +106,7 @@ impl Class for Locks {
         let metrics = Arc::new(LockMetrics::default());
         let work = LockWork::new(
             LockConfig {
-                dry_run: args.dry_run,
+                dry_run: args.switches.dry_run,
                 matcher,
             },
             LockMaps::of(&m.skel)?,
@@ -160,7 +160,7 @@ impl Class for Locks {
     }
 
     fn sweep_enabled(&self, args: &SweepArgs) -> bool {
-        !args.no_locks
+        !args.switches.no_locks
     }
 
     fn sweep_validate(&self, args: &SweepArgs) -> Result<()> {
@@ -185,7 +185,7 @@ impl Class for Locks {
             &matcher,
             &args.scope.paths,
             args.min_age,
-            args.dry_run,
+            args.switches.dry_run,
             out,
             err,
         );

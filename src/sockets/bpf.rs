@@ -8,3 +8,4 @@ include!(concat!(env!("OUT_DIR"), "/sockets.skel.rs"));
 unsafe impl plain::Plain for types::sock_event {}
 unsafe impl plain::Plain for types::sock_reap {}
 unsafe impl plain::Plain for types::sock_counters {}
+unsafe impl plain::Plain for types::bss {}

@@ -75,7 +75,7 @@ impl Class for Sockets {
     }
 
     fn enabled(&self, args: &RunArgs) -> bool {
-        !args.no_sockets
+        !args.switches.no_sockets
     }
 
     fn validate(&self, args: &RunArgs) -> Result<()> {
@@ -102,7 +102,7 @@ impl Class for Sockets {
                 timeout,
                 filter: filter.clone(),
                 destroy: args.socket_destroy,
-                dry_run: args.dry_run,
+                dry_run: args.switches.dry_run,
                 force_idle_fallback: args.force_idle_fallback,
                 pin_dir: ctx.pin_dir.map(|p| p.to_path_buf()),
             },
@@ -132,7 +132,7 @@ impl Class for Sockets {
             Box::new(reaper),
             timeout,
             filter,
-            args.dry_run,
+            args.switches.dry_run,
             metrics.clone(),
         );
         Ok(Started {
@@ -170,7 +170,7 @@ impl Class for Sockets {
     }
 
     fn sweep_enabled(&self, args: &SweepArgs) -> bool {
-        !args.no_sockets
+        !args.switches.no_sockets
     }
 
     fn sweep_validate(&self, args: &SweepArgs) -> Result<()> {
@@ -191,7 +191,7 @@ impl Class for Sockets {
                 filter: &filter,
                 timeout: args.sockets.close_wait_timeout,
                 state_file: &args.state_file,
-                dry_run: args.dry_run,
+                dry_run: args.switches.dry_run,
             },
             out,
             err,

@@ -18,7 +18,7 @@ use libbpf_rs::{Iter, Link, MapCore, MapFlags, MapHandle, OpenObject};
 use crate::host::netns;
 use crate::host::pins;
 use crate::host::sysenv::Unmet;
-use crate::sockets::bpf::types::sock_counters;
+use crate::sockets::bpf::types::bss;
 use crate::sockets::bpf::{SocketsSkel, SocketsSkelBuilder};
 use crate::sockets::model::{decode_reaped, Method, PortFilter, ReapKind, Reaped, MAX_PORTS};
 use crate::sockets::sock_diag;
@@ -241,9 +241,10 @@ impl Reap for Reaper {
 
     fn counters(&self) -> Option<(u64, u64)> {
         let bytes = self.bss.lookup(&0u32.to_ne_bytes(), MapFlags::ANY).ok()??;
-        let mut c = sock_counters::default();
-        // the counters are the first global in .bss
-        plain::copy_from_bytes(&mut c, &bytes).ok()?;
-        Some((c.ringbuf_drops, c.storage_fail))
+        // the whole .bss, as the generated type lays it out
+        // SAFETY: bss is Plain (plain integers): all-zero is a valid value.
+        let mut bss: bss = unsafe { std::mem::zeroed() };
+        plain::copy_from_bytes(&mut bss, &bytes).ok()?;
+        Some((bss.counters.ringbuf_drops, bss.counters.storage_fail))
     }
 }

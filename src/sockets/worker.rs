@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::host::clock::boot_ns;
 use crate::host::netns;
 use crate::sockets::metrics::SockMetrics;
 use crate::sockets::model::{
@@ -57,12 +58,6 @@ pub struct SockWork {
     seen: HashMap<u64, (Option<Endpoints>, Instant)>,
     metrics: Arc<SockMetrics>,
     pub stats: SockStats,
-}
-
-fn boot_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(0)
 }
 
 impl SockWork {
