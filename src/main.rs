@@ -8,6 +8,7 @@ mod cli;
 mod files;
 mod host;
 mod locks;
+mod man;
 mod sockets;
 
 use std::io::Write as _;
