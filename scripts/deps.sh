@@ -6,8 +6,12 @@ set -euo pipefail
 [ -d "$HOME/.cargo/bin" ] && PATH="$HOME/.cargo/bin:$PATH"
 
 need=()
+# python3: scripts/gen-copyright.sh; systemd: systemd-analyze for the
+# package test (the units are verified, never run here); adduser: the
+# package's log user.
 for pkg in clang llvm libelf-dev zlib1g-dev libzstd-dev pkg-config make gcc libc6-dev \
-           util-linux iproute2 ca-certificates curl lintian runit man-db; do
+           util-linux iproute2 ca-certificates curl lintian runit man-db \
+           python3 systemd adduser; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
