@@ -48,6 +48,13 @@ cleanup() {
     fi
     [ -n "$owner_pid" ] && kill -KILL "$owner_pid" 2>/dev/null
     [ -n "$agent_pid" ] && kill -TERM "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null
+    # an agent a broken run script left behind: known by this run's own
+    # scope directory in its arguments, stopped by its PID
+    for d in /proc/[0-9]*; do
+        if tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -qF -- "--path $scope "; then
+            kill -TERM "${d#/proc/}" 2>/dev/null
+        fi
+    done
     dpkg -s eghostbuster >/dev/null 2>&1 && dpkg --purge eghostbuster >/dev/null 2>&1
     for p in "$pins_opts" "$pins_toml"; do
         [ -e "$p" ] && "$bin" unpin --pin-dir "$p" >/dev/null 2>&1
