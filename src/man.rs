@@ -139,7 +139,7 @@ is stopped; removing the package does it.",
                 ),
                 (
                     "Metrics for Prometheus on loopback, and every tracked lock in the log:",
-                    "RUST_LOG=debug eghostbuster run \\-\\-path /srv \\-\\-metrics\\-listen 127.0.0.1:9977",
+                    "RUST_LOG=debug eghostbuster run \\-\\-path /srv \\-\\-metrics\\-listen 127.0.0.1:29633",
                 ),
             ],
             see_also: &["runsv(8)", "svlogd(8)", "systemctl(1)"],
