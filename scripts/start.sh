@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "start.sh: run as root" >&2; exit 2; }
-. scripts/deps.sh
+EGB_DEPS=run . scripts/deps.sh
 . scripts/agent-control.sh
 
 # The packaged service would compete for the same pin directory.
