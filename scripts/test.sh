@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, as root: formatting, lints, unit tests, the
-# privileged end-to-end tests (real BPF, real processes), and the static
-# release binary. With EGHOSTBUSTER_REQUIRE_BPF=1 a skipped privileged test
+# privileged end-to-end tests (real BPF, real processes), the Helm chart
+# (rendered by Helm's engine, tests/deploy.rs), the static
+# release binary and the .deb (scripts/test-package.sh). A daemon already
+# running is stopped for the tests and started again (see below). With
+# EGHOSTBUSTER_REQUIRE_BPF=1 a skipped privileged test
 # is a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
