@@ -33,6 +33,7 @@ svdir=$(mktemp -d /tmp/egb-sv-XXXXXX)
 scope=$(mktemp -d /tmp/egb-pkgscope-XXXXXX)
 pins_opts=/sys/fs/bpf/egb-pkgtest-opts-$$
 pins_toml=/sys/fs/bpf/egb-pkgtest-toml-$$
+pins_other=/sys/fs/bpf/egb-pkgtest-other-$$
 toml=/etc/eghostbuster/eghostbuster.toml
 toml_backup=
 [ -e "$toml" ] && { toml_backup=$x/toml.orig; cp -p "$toml" "$toml_backup"; }
@@ -56,7 +57,7 @@ cleanup() {
         fi
     done
     dpkg -s eghostbuster >/dev/null 2>&1 && dpkg --purge eghostbuster >/dev/null 2>&1
-    for p in "$pins_opts" "$pins_toml"; do
+    for p in "$pins_opts" "$pins_toml" "$pins_other"; do
         [ -e "$p" ] && "$bin" unpin --pin-dir "$p" >/dev/null 2>&1
     done
     if [ -n "$toml_backup" ]; then
@@ -228,18 +229,29 @@ check "it stopped cleanly: run exited with status 0 (./finish got '$(cat "$x/fin
     test "$(cat "$x/finish.out" 2>/dev/null)" = "0 0"
 check "its pins stay in the custom pin directory while it is stopped" \
     bash -c "ls -d '$pins_opts'/*-* >/dev/null 2>&1"
+check "the agent process is gone" test ! -e "/proc/$agent_pid"
+rm -f /etc/sv/eghostbuster/finish
+
+# --- purge while the service runs ------------------------------------------
+# Up again, then the configuration changes without a restart (another pin
+# directory): the package must stop the running daemon and unpin the
+# directory it really uses (its status file says which), not only the one
+# configured now.
+sv -w 30 up /etc/sv/eghostbuster >/dev/null
+for _ in $(seq 300); do [ "$(grep -c 'ready: ' "$log")" -ge 2 ] && break; sleep 0.1; done
+check "sv up starts it again" bash -c "[ \"\$(grep -c 'ready: ' '$log')\" -ge 2 ]"
+agent_pid=$(sv status /etc/sv/eghostbuster | sed -n 's/^run: [^(]*(pid \([0-9]*\)).*/\1/p')
+sed -i "s|--pin-dir $pins_opts|--pin-dir $pins_other|" /etc/default/eghostbuster
+check "dpkg --purge removes it" dpkg --purge eghostbuster
+check "purge stopped the running agent" test ! -e "/proc/$agent_pid"
+check "purge unpinned the running daemon's pin directory ($pins_opts)" test ! -e "$pins_opts"
 kill -HUP "$runsvdir_pid" 2>/dev/null
 wait "$runsvdir_pid" 2>/dev/null
 runsvdir_pid=
-rm -f /etc/sv/eghostbuster/finish "$svdir/eghostbuster"
+rm -f "$svdir/eghostbuster"
 for _ in $(seq 50); do [ -e "/proc/$log_pid" ] || break; sleep 0.1; done
 check "svlogd is gone with runsv" test ! -e "/proc/$log_pid"
-check "the agent process is gone" test ! -e "/proc/$agent_pid"
 agent_pid=
-
-# --- purge, with the custom pin directory still configured -----------------
-check "dpkg --purge removes it" dpkg --purge eghostbuster
-check "purge unpinned the pin directory from EGHOSTBUSTER_OPTS ($pins_opts)" test ! -e "$pins_opts"
 left=""
 for f in /usr/sbin/eghostbuster /etc/sv/eghostbuster /etc/default/eghostbuster /etc/cron.d/eghostbuster \
          /lib/systemd/system/eghostbuster.service /lib/systemd/system/eghostbuster-sweep.timer \
