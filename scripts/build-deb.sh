@@ -20,7 +20,9 @@ install -D -m 0755 "$bin" "$root/usr/sbin/eghostbuster"
 strip --strip-unneeded --remove-section=.comment --remove-section=.note "$root/usr/sbin/eghostbuster"
 install -D -m 0755 packaging/runit/run "$root/etc/sv/eghostbuster/run"
 install -D -m 0755 packaging/runit/log/run "$root/etc/sv/eghostbuster/log/run"
-install -D -m 0644 packaging/systemd/eghostbuster.service "$root/lib/systemd/system/eghostbuster.service"
+for unit in eghostbuster.service eghostbuster-sweep.service eghostbuster-sweep.timer; do
+    install -D -m 0644 "packaging/systemd/$unit" "$root/lib/systemd/system/$unit"
+done
 install -D -m 0644 packaging/default/eghostbuster "$root/etc/default/eghostbuster"
 install -D -m 0644 packaging/cron/eghostbuster "$root/etc/cron.d/eghostbuster"
 
@@ -30,33 +32,22 @@ mkdir -p "$root/usr/share/man/man8" \
          "$root/usr/share/fish/vendor_completions.d" \
          "$root/usr/share/doc/eghostbuster" \
          "$root/usr/share/lintian/overrides"
-"$bin" manpage | gzip -9n > "$root/usr/share/man/man8/eghostbuster.8.gz"
+# eghostbuster(8) and one page per subcommand, from the CLI definition
+"$bin" manpage "$root/usr/share/man/man8" >/dev/null
+gzip -9n "$root"/usr/share/man/man8/*.8
+chmod 0644 "$root"/usr/share/man/man8/*
 "$bin" completions bash > "$root/usr/share/bash-completion/completions/eghostbuster"
 "$bin" completions zsh > "$root/usr/share/zsh/vendor-completions/_eghostbuster"
 "$bin" completions fish > "$root/usr/share/fish/vendor_completions.d/eghostbuster.fish"
 chmod 0644 "$root"/usr/share/*/completions/* "$root"/usr/share/zsh/vendor-completions/* \
            "$root"/usr/share/fish/vendor_completions.d/*
 
-cat > "$root/usr/share/doc/eghostbuster/copyright" <<COPYRIGHT
-Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
-Upstream-Name: eghostbuster
-
-Files: *
-Copyright: 2026 The eghostbuster developers
-License: GPL-2
- On Debian systems, the full text of the GNU General Public License version 2
- can be found in the file \`/usr/share/common-licenses/GPL-2'.
-COPYRIGHT
+# every component inside the static binary, with its licence
+./scripts/gen-copyright.sh > "$root/usr/share/doc/eghostbuster/copyright"
 printf 'eghostbuster (%s) unstable; urgency=medium\n\n  * Package of the static release build.\n\n -- eghostbuster developers <dev@eghostbuster.org>  %s\n' \
     "$version" "$(date -R -d @"${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}")" \
     | gzip -9n > "$root/usr/share/doc/eghostbuster/changelog.gz"
-cat > "$root/usr/share/lintian/overrides/eghostbuster" <<'OVERRIDES'
-# One static binary on purpose: it must run on hosts without its libraries
-# (libbpf, libelf and zlib are linked in).
-eghostbuster: statically-linked-binary [usr/sbin/eghostbuster]
-eghostbuster: embedded-library zlib [usr/sbin/eghostbuster]
-eghostbuster: shared-library-lacks-prerequisites [usr/sbin/eghostbuster]
-OVERRIDES
+install -m 0644 packaging/lintian/eghostbuster "$root/usr/share/lintian/overrides/eghostbuster"
 
 for f in postinst prerm postrm; do
     install -m 0755 "packaging/debian/$f" "$root/DEBIAN/$f"
@@ -74,16 +65,20 @@ Version: $version
 Architecture: $arch
 Maintainer: eghostbuster developers <dev@eghostbuster.org>
 Installed-Size: $size
+Depends: adduser
+Suggests: runit
 Section: admin
 Priority: optional
-Suggests: runit
 Description: removes stale lock files and CLOSE_WAIT sockets of dead processes
  eghostbuster is a host agent built on eBPF. It watches lock files taken
  exclusively (*.lock, *.lck) and the exit of the processes that own them,
  and removes a lock within milliseconds of its owner's death, after checking
- that no live process still has it open, locked, or named in it.
+ that no live process still has it open, locked, or named in it. It also
+ destroys TCP sockets left idle in CLOSE_WAIT by applications that never
+ close them.
  .
- Ships a runit service and a systemd unit, neither enabled on install.
+ Ships a runit service, a systemd unit, and a sweep timer (and a cron
+ example) for hosts without the daemon; none is enabled on install.
 CONTROL
 (cd "$root" && find . -type f ! -path './DEBIAN/*' -printf '%P\0' | sort -z | xargs -0 md5sum) > "$root/DEBIAN/md5sums"
 

@@ -68,12 +68,16 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the eghostbuster(8) man page (roff)
+    /// Write the man pages (roff) into DIR: eghostbuster(8) and one per
+    /// subcommand (eghostbuster-run(8), ...); prints the paths written
     #[command(hide = true)]
-    Manpage,
+    Manpage {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
-/// Shell completions and the man page, from this very definition.
+/// Shell completions and the man pages (src/man.rs), from this very definition.
 pub fn generate(cmd: &Command, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     use clap::CommandFactory;
     let mut app = Cli::command();
@@ -83,67 +87,11 @@ pub fn generate(cmd: &Command, out: &mut dyn std::io::Write) -> std::io::Result<
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut app, "eghostbuster", &mut buf)
         }
-        Command::Manpage => {
-            app.build();
-            let man = clap_mangen::Man::new(app.clone())
-                .section("8")
-                .manual("System Administration");
-            man.render_title(&mut buf)?;
-            man.render_name_section(&mut buf)?;
-            man.render_synopsis_section(&mut buf)?;
-            man.render_description_section(&mut buf)?;
-            man.render_subcommands_section(&mut buf)?;
-            for (name, full, heading) in [
-                ("run", "eghostbuster run", "RUN OPTIONS"),
-                ("sweep", "eghostbuster sweep", "SWEEP OPTIONS"),
-            ] {
-                let Some(sub) = app.find_subcommand(name) else {
-                    continue;
-                };
-                buf.extend_from_slice(format!(".SH \"{heading}\"\n").as_bytes());
-                let sub = sub.clone().name(full);
-                let mut opts = Vec::new();
-                clap_mangen::Man::new(sub).render_options_section(&mut opts)?;
-                // drop its own ".SH OPTIONS" heading: ours says which command
-                let text = String::from_utf8_lossy(&opts).replacen(".SH OPTIONS\n", "", 1);
-                buf.extend_from_slice(text.as_bytes());
-            }
-            buf.extend_from_slice(MAN_TAIL.as_bytes());
-        }
+        Command::Manpage { dir } => return crate::man::write_all(dir, out),
         Command::Run(_) | Command::Sweep(_) | Command::Status { .. } | Command::Unpin { .. } => {}
     }
     out.write_all(&buf)
 }
-
-const MAN_TAIL: &str = r#".SH "EXIT STATUS"
-.TP
-0
-clean stop (SIGINT or SIGTERM); sweep: nothing went wrong
-.TP
-1
-runtime failure; sweep: a removal or a socket destruction failed
-.TP
-2
-bad usage (flags, globs, sizes) or an unmet requirement (not root, no BTF, no syscall tracepoints, programs refused); one line on standard error, nothing loaded or touched
-.SH FILES
-.TP
-/etc/default/eghostbuster
-options read by the runit service and the systemd unit (EGHOSTBUSTER_OPTS)
-.TP
-/etc/sv/eghostbuster
-the runit service (not enabled by default)
-.TP
-/var/log/eghostbuster
-runit's svlogd log directory
-.TP
-/sys/fs/bpf/eghostbuster
-the daemon's pinned maps and links (lock table, CLOSE_WAIT stamps), per version; removed by eghostbuster unpin
-.TP
-/var/lib/eghostbuster/sweep-sockets.state
-sockets sweep has seen in CLOSE_WAIT, with when it first saw them (--state-file)
-.SH "SEE ALSO"
-runsv(8), sv(8), systemctl(1)
-"#;
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {

@@ -12,6 +12,7 @@ mod cli;
 mod files;
 mod host;
 mod locks;
+mod man;
 mod sockets;
 
 use std::process::ExitCode;

@@ -1,58 +1,676 @@
-//! The Kubernetes manifest parses and asks for what the agent needs.
+//! The Helm chart (deploy/helm/eghostbuster), rendered and linted by Helm's
+//! own engine (Helm's Go SDK through the helm-python-sdk package from PyPI,
+//! installed by scripts/deps.sh; no cluster), then checked: the manifests'
+//! structure, what the agent is asked to do, and the pod's uninstall
+//! logic, run for real on this host with a scoped agent.
+//!
+//! Without the renderer the chart tests skip, and with
+//! EGHOSTBUSTER_REQUIRE_BPF=1 (CI) a skip is a failure.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use yaml_rust2::{Yaml, YamlLoader};
 
-#[test]
-fn daemonset_manifest_parses_and_is_complete() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/deploy/kubernetes/daemonset.yaml"
-    ))
-    .unwrap();
-    let docs = YamlLoader::load_from_str(&text).expect("valid YAML");
-    assert_eq!(docs.len(), 1);
-    let d = &docs[0];
-    assert_eq!(d["kind"].as_str(), Some("DaemonSet"));
-    assert_eq!(d["apiVersion"].as_str(), Some("apps/v1"));
-    let pod = &d["spec"]["template"]["spec"];
-    assert_eq!(pod["hostPID"].as_bool(), Some(true));
-    let labels = &d["spec"]["template"]["metadata"]["labels"];
-    assert_eq!(
-        d["spec"]["selector"]["matchLabels"], *labels,
-        "the selector must match the pod labels"
+const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/helm/eghostbuster");
+const CI_VALUES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/deploy/helm/eghostbuster/ci/test-values.yaml"
+);
+const RENDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/helm-render.py");
+const DEFAULT_VENV: &str = "/opt/eghostbuster-test/helm";
+
+/// Measured by scripts/measure-agent.sh (values.yaml, resources): idle RSS
+/// + BPF maps, and the cost of one tracked lock (maps + RSS), in bytes.
+const IDLE_BYTES: u64 = (14_900 + 5_900) * 1024;
+const PER_LOCK_BYTES: u64 = 6_200;
+
+/// The renderer's Python, or None (skip; a failure under REQUIRE_BPF).
+fn renderer() -> Option<PathBuf> {
+    let venv = std::env::var("EGHOSTBUSTER_HELM_VENV").unwrap_or_else(|_| DEFAULT_VENV.into());
+    let py = Path::new(&venv).join("bin/python");
+    if py.exists() {
+        return Some(py);
+    }
+    if std::env::var("EGHOSTBUSTER_REQUIRE_BPF").as_deref() == Ok("1") {
+        panic!(
+            "the Helm renderer is missing ({}): run scripts/deps.sh",
+            py.display()
+        );
+    }
+    eprintln!(
+        "skipped: no Helm renderer at {} (scripts/deps.sh installs it)",
+        py.display()
     );
-    let c = &pod["containers"][0];
-    assert_eq!(c["securityContext"]["privileged"].as_bool(), Some(true));
-    let cmd: Vec<&str> = c["command"]
-        .as_vec()
-        .expect("a command")
-        .iter()
-        .filter_map(Yaml::as_str)
-        .collect();
-    assert!(cmd.contains(&"run"), "{cmd:?}");
+    None
+}
+
+struct Rendered {
+    lint: serde_json::Value,
+    cases: BTreeMap<String, Result<Vec<Yaml>, String>>,
+}
+
+/// Lint the chart with the CI values and render every case: (name,
+/// values as JSON); each case starts from ci/test-values.yaml unless its
+/// name starts with "bare".
+fn render(py: &Path, cases: &[(&str, serde_json::Value)]) -> Rendered {
+    let mut req = serde_json::json!({
+        "chart": CHART,
+        "lint": {"values_file": CI_VALUES},
+        "cases": {},
+    });
+    for (name, values) in cases {
+        let mut case = serde_json::json!({ "values": values });
+        if !name.starts_with("bare") {
+            case["values_file"] = CI_VALUES.into();
+        }
+        req["cases"][name] = case;
+    }
+    let mut child = Command::new(py)
+        .arg(RENDER)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the Helm renderer");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(req.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
     assert!(
-        cmd.iter().any(|a| a.starts_with("--path=")),
-        "unscoped: {cmd:?}"
+        out.status.success(),
+        "renderer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    // every volume mounted exists
-    let vols: Vec<&str> = pod["volumes"]
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("renderer JSON");
+    let mut rendered = BTreeMap::new();
+    for (name, case) in doc["cases"].as_object().unwrap() {
+        let r = match case.get("error") {
+            Some(e) => Err(e.as_str().unwrap_or_default().to_string()),
+            None => {
+                let mut docs = Vec::new();
+                for (path, text) in case["manifests"].as_object().unwrap() {
+                    if path.ends_with("NOTES.txt") {
+                        continue;
+                    }
+                    let parsed = YamlLoader::load_from_str(text.as_str().unwrap())
+                        .unwrap_or_else(|e| panic!("{name}: {path} is not YAML: {e}"));
+                    docs.extend(parsed.into_iter().filter(|d| !d.is_null()));
+                }
+                Ok(docs)
+            }
+        };
+        rendered.insert(name.clone(), r);
+    }
+    Rendered {
+        lint: doc["lint"].clone(),
+        cases: rendered,
+    }
+}
+
+fn kind<'a>(docs: &'a [Yaml], kind: &str) -> Vec<&'a Yaml> {
+    docs.iter()
+        .filter(|d| d["kind"].as_str() == Some(kind))
+        .collect()
+}
+
+fn one<'a>(docs: &'a [Yaml], k: &str) -> &'a Yaml {
+    let v = kind(docs, k);
+    assert_eq!(v.len(), 1, "expected one {k}, got {}", v.len());
+    v[0]
+}
+
+fn strs(y: &Yaml) -> Vec<String> {
+    y.as_vec()
+        .map(|v| {
+            v.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Kubernetes quantity (Ki, Mi, Gi) in bytes.
+fn bytes(q: &str) -> u64 {
+    let (n, mult) = if let Some(n) = q.strip_suffix("Gi") {
+        (n, 1 << 30)
+    } else if let Some(n) = q.strip_suffix("Mi") {
+        (n, 1 << 20)
+    } else if let Some(n) = q.strip_suffix("Ki") {
+        (n, 1 << 10)
+    } else {
+        (q, 1)
+    };
+    n.parse::<u64>().unwrap_or_else(|_| panic!("quantity {q}")) * mult
+}
+
+fn agent_container(ds: &Yaml) -> &Yaml {
+    ds["spec"]["template"]["spec"]["containers"]
         .as_vec()
         .unwrap()
         .iter()
-        .filter_map(|v| v["name"].as_str())
-        .collect();
-    for ctr in pod["containers"]
+        .find(|c| c["name"].as_str() == Some("eghostbuster"))
+        .expect("the agent container")
+}
+
+fn env_of(c: &Yaml, name: &str) -> Option<String> {
+    c["env"]
+        .as_vec()?
+        .iter()
+        .find(|e| e["name"].as_str() == Some(name))
+        .and_then(|e| e["value"].as_str().map(String::from))
+}
+
+/// Every document: the fields every object needs, namespaced where it
+/// must be, labels as strings.
+fn check_objects(docs: &[Yaml]) {
+    assert!(!docs.is_empty());
+    for d in docs {
+        let k = d["kind"].as_str().expect("kind");
+        assert!(d["apiVersion"].as_str().is_some(), "{k}: apiVersion");
+        let name = d["metadata"]["name"].as_str().expect("metadata.name");
+        assert!(name.len() <= 63, "{k} {name}: name too long");
+        assert_eq!(
+            d["metadata"]["namespace"].as_str(),
+            Some("kube-system"),
+            "{k} {name}: namespace"
+        );
+        if let Some(labels) = d["metadata"]["labels"].as_hash() {
+            for (lk, lv) in labels {
+                assert!(
+                    lv.as_str().is_some(),
+                    "{k} {name}: label {lk:?} is not a string"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn chart_lints_renders_and_validates() {
+    let Some(py) = renderer() else { return };
+    let r = render(
+        &py,
+        &[
+            ("ci", serde_json::json!({})),
+            (
+                "sockets-only",
+                serde_json::json!({
+                    "locks": {"enabled": false},
+                    "sockets": {"ports": [8080, 8443], "excludePorts": [22], "closeWaitTimeout": "2m"},
+                    "dryRun": false,
+                    "probes": {"enabled": false},
+                    "uninstall": {"unpin": false},
+                    "metrics": {"port": 29700},
+                    "nodeSelector": {"role": "edge"},
+                    "tolerations": [],
+                }),
+            ),
+            ("bare-defaults", serde_json::json!({})),
+            (
+                "tag-not-digest",
+                serde_json::json!({"image": {"digest": "latest"}}),
+            ),
+            (
+                "nothing-to-watch",
+                serde_json::json!({"locks": {"enabled": false}, "sockets": {"enabled": false}}),
+            ),
+            (
+                "probes-without-metrics",
+                serde_json::json!({"metrics": {"enabled": false}}),
+            ),
+            ("typo", serde_json::json!({"scop": {"paths": ["/srv"]}})),
+        ],
+    );
+
+    // helm lint --strict: nothing above "info" (icon recommended)
+    let msgs = r.lint["messages"].as_array().unwrap();
+    for m in msgs {
+        assert!(
+            m["severity"].as_i64().unwrap() <= 1,
+            "helm lint --strict: {m}"
+        );
+    }
+    assert!(
+        r.lint["errors"]
+            .as_array()
+            .map(|e| e.is_empty())
+            .unwrap_or(true),
+        "helm lint: {}",
+        r.lint["errors"]
+    );
+
+    // what must not render, and says why
+    for (case, why) in [
+        ("bare-defaults", "digest"),
+        ("tag-not-digest", "digest"),
+        ("nothing-to-watch", "nothing to watch"),
+        ("probes-without-metrics", "metrics.enabled"),
+        ("typo", "scop"),
+    ] {
+        match &r.cases[case] {
+            Err(e) => assert!(e.contains(why), "{case}: {e}"),
+            Ok(_) => panic!("{case} rendered"),
+        }
+    }
+
+    // --- the default deployment (CI digests) ---
+    let docs = r.cases["ci"].as_ref().expect("ci renders");
+    check_objects(docs);
+    let ds = one(docs, "DaemonSet");
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(
+        ds["spec"]["selector"]["matchLabels"]
+            .as_hash()
+            .unwrap()
+            .iter()
+            .filter(
+                |(k, v)| ds["spec"]["template"]["metadata"]["labels"][k.as_str().unwrap()] != **v
+            )
+            .count(),
+        0,
+        "the selector must match the pod labels"
+    );
+    assert_eq!(pod["hostPID"].as_bool(), Some(true));
+    assert_eq!(pod["hostNetwork"].as_bool(), Some(true));
+    assert_eq!(pod["automountServiceAccountToken"].as_bool(), Some(false));
+    let sa_name = pod["serviceAccountName"].as_str().unwrap();
+    let sa = kind(docs, "ServiceAccount")
+        .into_iter()
+        .find(|s| s["metadata"]["name"].as_str() == Some(sa_name))
+        .expect("the pod's service account is rendered");
+    assert_eq!(sa["automountServiceAccountToken"].as_bool(), Some(false));
+    assert!(sa["metadata"]["annotations"]["helm.sh/hook"].is_badvalue());
+
+    let c = agent_container(ds);
+    let containers: Vec<&Yaml> = pod["containers"]
         .as_vec()
         .unwrap()
         .iter()
         .chain(pod["initContainers"].as_vec().unwrap())
-    {
+        .collect();
+    for ctr in &containers {
+        let image = ctr["image"].as_str().unwrap();
+        let (repo, digest) = image.split_once("@sha256:").expect("image by digest");
+        assert_eq!(digest.len(), 64, "{image}");
+        assert!(
+            !repo.rsplit('/').next().unwrap().contains(':'),
+            "a tag: {image}"
+        );
+    }
+    assert_eq!(c["securityContext"]["privileged"].as_bool(), Some(true));
+
+    // every volume mounted exists; the ConfigMap mounted is rendered
+    let volumes: Vec<&Yaml> = pod["volumes"].as_vec().unwrap().iter().collect();
+    let vol_names: Vec<&str> = volumes.iter().filter_map(|v| v["name"].as_str()).collect();
+    for ctr in &containers {
         for m in ctr["volumeMounts"]
             .as_vec()
             .map(|v| v.as_slice())
             .unwrap_or(&[])
         {
-            assert!(vols.contains(&m["name"].as_str().unwrap()), "{m:?}");
+            assert!(vol_names.contains(&m["name"].as_str().unwrap()), "{m:?}");
         }
+    }
+    let cm_vol = volumes
+        .iter()
+        .find(|v| !v["configMap"].is_badvalue())
+        .unwrap();
+    let cm = one(docs, "ConfigMap");
+    assert_eq!(cm_vol["configMap"]["name"], cm["metadata"]["name"]);
+    let podinfo = volumes
+        .iter()
+        .find(|v| !v["downwardAPI"].is_badvalue())
+        .expect("a downward-API volume (the uninstall mark)");
+    assert_eq!(
+        podinfo["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"].as_str(),
+        Some("metadata.annotations")
+    );
+    // the entrypoint and the preStop hook are the ConfigMap's scripts
+    let mount_of = |vol: &str| {
+        c["volumeMounts"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"].as_str() == Some(vol))
+            .and_then(|m| m["mountPath"].as_str())
+            .unwrap()
+            .to_string()
+    };
+    let scripts = mount_of(cm_vol["name"].as_str().unwrap());
+    let cmd = strs(&c["command"]);
+    assert_eq!(cmd, ["/bin/sh", &format!("{scripts}/entrypoint.sh")]);
+    let pre = strs(&c["lifecycle"]["preStop"]["exec"]["command"]);
+    assert_eq!(pre, ["/bin/sh", &format!("{scripts}/prestop.sh")]);
+    for key in ["entrypoint.sh", "prestop.sh"] {
+        assert!(
+            cm["data"][key].as_str().unwrap().starts_with("#!/bin/sh"),
+            "{key}"
+        );
+    }
+    assert_eq!(
+        env_of(c, "EGB_PODINFO").unwrap(),
+        mount_of(podinfo["name"].as_str().unwrap())
+    );
+
+    // the agent's command line: scoped, dry run, pins where the unpin looks
+    let args = strs(&c["args"]);
+    for want in [
+        "--path=/var/lib",
+        "--path=/srv",
+        "--dry-run",
+        "--max-locks=8192",
+        "--close-wait-timeout=60s",
+        "--pin-dir=/sys/fs/bpf/eghostbuster",
+        "--metrics-listen=$(POD_IP):29633",
+    ] {
+        assert!(args.iter().any(|a| a == want), "{want} not in {args:?}");
+    }
+    assert_eq!(
+        env_of(c, "EGB_PIN_DIR").as_deref(),
+        Some("/sys/fs/bpf/eghostbuster")
+    );
+    let pod_ip = c["env"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"].as_str() == Some("POD_IP"))
+        .expect("POD_IP, for $(POD_IP)");
+    assert_eq!(
+        pod_ip["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+        Some("status.podIP")
+    );
+
+    // metrics: a port no common exporter uses by default, named for probes
+    let port = c["ports"][0]["containerPort"].as_i64().unwrap();
+    assert_eq!(c["ports"][0]["name"].as_str(), Some("metrics"));
+    assert!(
+        !(9090..=9999).contains(&port),
+        "{port}: Prometheus' core and exporter ranges are allocated"
+    );
+    assert!(port < 32768, "{port}: in Linux's ephemeral range");
+    for (probe, path) in [
+        ("startupProbe", "/healthz"),
+        ("livenessProbe", "/healthz"),
+        ("readinessProbe", "/readyz"),
+    ] {
+        assert_eq!(c[probe]["httpGet"]["path"].as_str(), Some(path), "{probe}");
+        assert_eq!(
+            c[probe]["httpGet"]["port"].as_str(),
+            Some("metrics"),
+            "{probe}"
+        );
+    }
+
+    // resources cover what was measured: idle, and --max-locks locks
+    let req = bytes(c["resources"]["requests"]["memory"].as_str().unwrap());
+    let lim = bytes(c["resources"]["limits"]["memory"].as_str().unwrap());
+    assert!(
+        req >= IDLE_BYTES,
+        "request {req} below the idle {IDLE_BYTES}"
+    );
+    let worst = IDLE_BYTES + 8192 * PER_LOCK_BYTES;
+    assert!(lim >= worst, "limit {lim} below {worst} (8192 locks)");
+    assert!(
+        c["resources"]["limits"]["cpu"].is_badvalue(),
+        "no CPU limit"
+    );
+
+    assert_eq!(
+        pod["nodeSelector"]["kubernetes.io/os"].as_str(),
+        Some("linux")
+    );
+    assert_eq!(pod["tolerations"][0]["operator"].as_str(), Some("Exists"));
+
+    // the uninstall hook: pre-delete only, with its own narrow rights
+    let job = one(docs, "Job");
+    assert_eq!(
+        job["metadata"]["annotations"]["helm.sh/hook"].as_str(),
+        Some("pre-delete")
+    );
+    let script = strs(&job["spec"]["template"]["spec"]["containers"][0]["command"]).join(" ");
+    assert!(
+        script.contains("eghostbuster/unpin-on-stop=true"),
+        "{script}"
+    );
+    assert!(
+        script.contains("app.kubernetes.io/instance=egb"),
+        "{script}"
+    );
+    let role = one(docs, "Role");
+    assert_eq!(strs(&role["rules"][0]["resources"]), ["pods"]);
+    assert_eq!(strs(&role["rules"][0]["verbs"]), ["get", "list", "patch"]);
+    let rb = one(docs, "RoleBinding");
+    assert_eq!(
+        rb["subjects"][0]["name"],
+        job["spec"]["template"]["spec"]["serviceAccountName"]
+    );
+    for hooked in [role, rb, job] {
+        assert!(hooked["metadata"]["annotations"]["helm.sh/hook"]
+            .as_str()
+            .is_some());
+    }
+
+    // --- sockets only, scoped to ports, acting, no hook, no probes ---
+    let docs = r.cases["sockets-only"]
+        .as_ref()
+        .expect("sockets-only renders");
+    check_objects(docs);
+    let ds = one(docs, "DaemonSet");
+    let c = agent_container(ds);
+    let args = strs(&c["args"]);
+    for want in [
+        "--no-locks",
+        "--port=8080",
+        "--port=8443",
+        "--exclude-port=22",
+        "--close-wait-timeout=2m",
+        "--metrics-listen=$(POD_IP):29700",
+    ] {
+        assert!(args.iter().any(|a| a == want), "{want} not in {args:?}");
+    }
+    assert!(
+        !args
+            .iter()
+            .any(|a| a == "--dry-run" || a.starts_with("--max-locks")),
+        "{args:?}"
+    );
+    assert!(c["livenessProbe"].is_badvalue() && c["readinessProbe"].is_badvalue());
+    assert!(kind(docs, "Job").is_empty() && kind(docs, "Role").is_empty());
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(pod["nodeSelector"]["role"].as_str(), Some("edge"));
+    assert!(pod["tolerations"].is_badvalue());
+}
+
+/// The pod's entrypoint and preStop hook, run for real on this host with a
+/// scoped agent: a stop without the uninstall mark (a rolling update) keeps
+/// the pins for the next pod; with the mark (helm uninstall), the same
+/// scripts remove them once the agent has exited with status 0.
+#[test]
+fn uninstall_unpins_and_rolling_update_keeps_pins() {
+    let Some(py) = renderer() else { return };
+    if !common::privileged() {
+        return;
+    }
+    let r = render(&py, &[("ci", serde_json::json!({}))]);
+    let docs = r.cases["ci"].as_ref().expect("ci renders");
+    let cm = one(docs, "ConfigMap");
+    let dir = common::test_dir("deploy-uninstall");
+    let scripts = dir.path().join("pod");
+    std::fs::create_dir(&scripts).unwrap();
+    for key in ["entrypoint.sh", "prestop.sh"] {
+        std::fs::write(scripts.join(key), cm["data"][key].as_str().unwrap()).unwrap();
+    }
+
+    for (case, annotations, unpinned) in [
+        ("rolling-update", "kubernetes.io/config.seen=\"x\"\n", false),
+        (
+            "uninstall",
+            "eghostbuster/unpin-on-stop=\"true\"\nkubernetes.io/config.seen=\"x\"\n",
+            true,
+        ),
+    ] {
+        let pins = PathBuf::from(format!(
+            "/sys/fs/bpf/egb-deploy-{}-{case}",
+            std::process::id()
+        ));
+        let scope = dir.path().join(case);
+        let run = dir.path().join(format!("{case}-run"));
+        let podinfo = dir.path().join(format!("{case}-podinfo"));
+        for d in [&scope, &run, &podinfo] {
+            std::fs::create_dir(d).unwrap();
+        }
+        std::fs::write(podinfo.join("annotations"), annotations).unwrap();
+        let log = dir.path().join(format!("{case}.log"));
+        let env = |cmd: &mut Command| {
+            cmd.env("EGB_BIN", common::BIN)
+                .env("EGB_NSENTER", "")
+                .env("EGB_PIN_DIR", &pins)
+                .env("EGB_RUN_DIR", &run)
+                .env("EGB_PODINFO", &podinfo);
+        };
+        let mut entry = Command::new("/bin/sh");
+        entry
+            .arg(scripts.join("entrypoint.sh"))
+            .args([
+                "--path",
+                scope.to_str().unwrap(),
+                "--no-sockets",
+                "--pin-dir",
+            ])
+            .arg(&pins)
+            .arg("--status-file")
+            .arg(dir.path().join(format!("{case}.status")))
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::options().append(true).open(&log).unwrap());
+        env(&mut entry);
+        let mut child = entry.spawn().unwrap();
+        let ready = common::wait_for(Duration::from_secs(30), || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("ready: ")
+        });
+        if !ready {
+            let _ = child.kill();
+            panic!(
+                "{case}: no ready line: {}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+        }
+        let versions = || {
+            std::fs::read_dir(&pins)
+                .map(|d| d.flatten().filter(|e| e.path().is_dir()).count())
+                .unwrap_or(0)
+        };
+        assert_eq!(versions(), 1, "{case}: pinned before the stop");
+
+        // the kubelet: preStop, then SIGTERM to the container's main process
+        let mut pre = Command::new("/bin/sh");
+        pre.arg(scripts.join("prestop.sh"));
+        env(&mut pre);
+        assert!(pre.status().unwrap().success(), "{case}: preStop failed");
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        let text = std::fs::read_to_string(&log).unwrap();
+        // what the next pod finds
+        let (left, dir_left) = (versions(), pins.exists());
+        // clean up before asserting
+        if pins.exists() {
+            let _ = Command::new(common::BIN)
+                .args(["unpin", "--pin-dir"])
+                .arg(&pins)
+                .status();
+        }
+        assert_eq!(status.code(), Some(0), "{case}: exit status; log:\n{text}");
+        if unpinned {
+            assert!(!dir_left && left == 0, "{case}: pins left behind");
+            assert!(text.contains("helm uninstall: unpinning"), "{case}: {text}");
+            assert!(
+                text.contains(&format!("unpinned {}", pins.display())),
+                "{case}: {text}"
+            );
+        } else {
+            assert_eq!(left, 1, "{case}: the pins must stay for the next pod");
+            assert!(text.contains("stay for the next pod"), "{case}: {text}");
+            assert!(!text.contains("unpinned"), "{case}: {text}");
+        }
+        assert!(
+            text.contains("SIGTERM: stopping"),
+            "{case}: the agent got the SIGTERM: {text}"
+        );
+    }
+}
+
+/// Whether Docker sends PATH (relative to the context) under these
+/// .dockerignore patterns: the last pattern that matches the path or one
+/// of its parent directories decides; `!` lets through. A model of Docker's
+/// rules (`*` does not cross `/`), enough for these patterns.
+fn docker_sends(patterns: &[String], path: &str) -> bool {
+    let mut sent = true;
+    for p in patterns {
+        let (negate, glob) = match p.strip_prefix('!') {
+            Some(g) => (true, g),
+            None => (false, p.as_str()),
+        };
+        let m = globset::GlobBuilder::new(glob.trim_start_matches('/'))
+            .literal_separator(true)
+            .build()
+            .unwrap()
+            .compile_matcher();
+        let mut prefix = String::new();
+        let mut hit = false;
+        for part in path.split('/') {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+            hit |= m.is_match(&prefix);
+        }
+        if hit {
+            sent = negate;
+        }
+    }
+    sent
+}
+
+#[test]
+fn dockerignore_sends_only_what_the_dockerfile_copies() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let patterns: Vec<String> = std::fs::read_to_string(format!("{root}/.dockerignore"))
+        .expect(".dockerignore")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect();
+    let dockerfile = std::fs::read_to_string(format!("{root}/deploy/Dockerfile")).unwrap();
+    let copies: Vec<String> = dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("COPY "))
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    assert!(!copies.is_empty(), "the Dockerfile copies nothing?");
+    for src in &copies {
+        assert!(docker_sends(&patterns, src), "{src} is not sent");
+    }
+    for other in [
+        "target/x86_64-unknown-linux-gnu/debug/eghostbuster",
+        "target/x86_64-unknown-linux-gnu/release/deps/eghostbuster-0123",
+        "target/debian/eghostbuster_0.1.0_amd64.deb",
+        "bench/target/release/eghostbuster-bench",
+        "src/main.rs",
+        ".git/config",
+        "Cargo.lock",
+    ] {
+        assert!(!docker_sends(&patterns, other), "{other} is sent");
     }
 }
