@@ -334,3 +334,42 @@ fn lock_directory_and_dotlock_taken_while_stopped_are_removed_after() {
     assert!(b.wait_log(&["removed", "held.lock", "killed by SIGKILL"]));
     assert!(b.wait_log(&["removed", "mail.lock", "killed by SIGKILL"]));
 }
+
+/// A pin root may be shared (`--pin-dir /sys/fs/bpf`): start and `unpin`
+/// remove only eghostbuster's version directories, never another tool's.
+#[test]
+fn unpin_and_start_leave_other_tools_pins_alone() {
+    if !privileged() {
+        return;
+    }
+    let dir = test_dir("unpin-shared");
+    let pins = Pins::new("shared");
+    let foreign = pins.0.join("cilium");
+    std::fs::create_dir_all(foreign.join("tc")).unwrap();
+    let mut a = pinned_agent(dir.path(), &pins);
+    assert!(
+        foreign.join("tc").is_dir(),
+        "start removed another tool's pins"
+    );
+    assert_eq!(a.stop(), Some(0));
+    let out = Command::new(BIN)
+        .args(["unpin", "--pin-dir", &pins.arg()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        foreign.join("tc").is_dir(),
+        "unpin removed another tool's pins"
+    );
+    let left: Vec<_> = std::fs::read_dir(&pins.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("cilium")],
+        "ours left behind"
+    );
+    std::fs::remove_dir(foreign.join("tc")).unwrap();
+    std::fs::remove_dir(&foreign).unwrap();
+}

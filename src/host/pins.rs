@@ -23,6 +23,24 @@ pub fn pin_version() -> String {
     )
 }
 
+/// Is `name` one of our version directories (`0_1_0-1a2b3c4d`, as
+/// `pin_version` makes them)? Nothing else under a pin root is touched:
+/// the root may be shared (`--pin-dir /sys/fs/bpf`).
+pub fn is_version_dir(name: &std::ffi::OsStr) -> bool {
+    let Some(s) = name.to_str() else {
+        return false;
+    };
+    let Some((ver, hash)) = s.rsplit_once('-') else {
+        return false;
+    };
+    hash.len() == 8
+        && hash.bytes().all(|b| b.is_ascii_hexdigit())
+        && !ver.is_empty()
+        && ver
+            .split('_')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// This daemon's pin directory, taken once (main.rs) for both monitors.
 /// The flock on the root is held as long as this lives.
 pub struct PinDir {
@@ -53,7 +71,7 @@ impl PinDir {
         let mine = root.join(pin_version());
         for entry in std::fs::read_dir(root)?.flatten() {
             let p = entry.path();
-            if p != mine && p.is_dir() {
+            if p != mine && p.is_dir() && is_version_dir(&entry.file_name()) {
                 remove_pins(&p)?;
                 log::info!("removed the pins of another version ({})", p.display());
             }
@@ -81,11 +99,22 @@ pub fn unpin_all(root: &Path) -> Result<()> {
     }
     let _lock = lock_pin_root(root)?;
     let mut n = 0;
+    let mut others = 0;
     for entry in std::fs::read_dir(root)?.flatten() {
-        if entry.path().is_dir() {
+        if entry.path().is_dir() && is_version_dir(&entry.file_name()) {
             remove_pins(&entry.path())?;
             n += 1;
+        } else {
+            others += 1;
         }
+    }
+    if others > 0 {
+        // not ours (e.g. `--pin-dir /sys/fs/bpf`): leave them, and the root
+        log::info!(
+            "unpinned {n} version(s) in {}; left {others} entries that are not eghostbuster's",
+            root.display()
+        );
+        return Ok(());
     }
     std::fs::remove_dir(root).with_context(|| format!("removing {}", root.display()))?;
     log::info!("unpinned {} ({n} version(s))", root.display());
@@ -171,6 +200,17 @@ mod tests {
     #[test]
     fn names_bpffs_accepts() {
         assert!(!pin_version().contains('.'));
+        assert!(is_version_dir(std::ffi::OsStr::new(&pin_version())));
+        for other in [
+            "cilium",
+            "tc",
+            "0_1_0",
+            "0_1_0-xyz",
+            "a_b-1a2b3c4d",
+            "0_1_0-1a2b3c4d5",
+        ] {
+            assert!(!is_version_dir(std::ffi::OsStr::new(other)), "{other}");
+        }
         assert_eq!(
             pin_name("link_", "sched_process_exit (no group_dead: signal->live)"),
             "link_sched_process_exit"
