@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod sockets;
+
 use std::ffi::CString;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -122,6 +124,28 @@ impl Agent {
                 .iter()
                 .any(|l| parts.iter().all(|p| l.contains(p)))
         })
+    }
+
+    /// Wait for a log line for which `pred` holds; the line.
+    pub fn wait_line(&self, patience: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let mut found = None;
+        wait_for(patience, || {
+            found = self.log.lock().unwrap().iter().find(|l| pred(l)).cloned();
+            found.is_some()
+        });
+        found
+    }
+
+    /// Wait for a log line containing every one of `parts`, and return it;
+    /// panics with the whole log when none comes within `patience`.
+    pub fn wait_log_line(&self, parts: &[&str], patience: Duration) -> String {
+        self.wait_line(patience, |l| parts.iter().all(|p| l.contains(p)))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no log line with {parts:?} within {patience:?}; agent log:\n{}",
+                    self.log_text()
+                )
+            })
     }
 
     /// SIGTERM and wait; returns the exit status code.
@@ -294,26 +318,6 @@ pub fn validate(text: &str) -> Result<usize, String> {
     Ok(samples)
 }
 
-/// The TCP state of a socket (tcp_info's first byte: 1 ESTABLISHED,
-/// 7 CLOSE, 8 CLOSE_WAIT).
-pub fn tcp_state(s: &std::net::TcpStream) -> u8 {
-    use std::os::fd::AsRawFd;
-    let mut info = [0u8; 256];
-    let mut len = info.len() as libc::socklen_t;
-    // SAFETY: info is large enough for struct tcp_info; len says so.
-    let r = unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            info.as_mut_ptr().cast(),
-            &mut len,
-        )
-    };
-    assert_eq!(r, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
-    info[0]
-}
-
 /// A network namespace, deleted when dropped (even when the test fails).
 pub struct Netns(pub String);
 
@@ -364,13 +368,50 @@ pub fn text(o: &std::process::Output) -> (String, String) {
     )
 }
 
-/// SIGKILL one of our children and wait for the agent to remove its lock.
-pub fn kill_and_expect_gone(procs: &Procs, pid: i32, lock: &Path, agent: &Agent) {
-    procs.kill(pid, libc::SIGKILL);
+/// An agent scoped to `dir` (`--path`), with `extra` arguments.
+pub fn agent_for(dir: &Path, extra: &[&str]) -> Agent {
+    let d = path_arg(dir);
+    let mut args = vec!["--path", d.as_str()];
+    args.extend_from_slice(extra);
+    Agent::start(&args)
+}
+
+/// The agent removed `lock`: it is gone, and the agent said so on a line
+/// `removed PATH: …` (or `removed PATH (in the mount namespace …): …`)
+/// holding every one of `also`. Callers check that the lock existed (or
+/// was tracked) first. The line.
+pub fn expect_removed(agent: &Agent, lock: &Path, also: &[&str]) -> String {
     assert!(
         wait_for(PATIENCE, || !exists(lock)),
         "{} is still there\n{}",
         lock.display(),
         agent.log_text()
     );
+    let (colon, place) = (
+        format!("removed {}: ", lock.display()),
+        format!("removed {} (in ", lock.display()),
+    );
+    agent
+        .wait_line(PATIENCE, |l| {
+            (l.contains(&colon) || l.contains(&place)) && also.iter().all(|p| l.contains(p))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{} is gone but no `{colon}` line with {also:?}:\n{}",
+                lock.display(),
+                agent.log_text()
+            )
+        })
+}
+
+/// SIGKILL one of our children and wait for the agent to remove its lock
+/// (gone, and a `removed PATH` line). The lock must exist before.
+pub fn kill_and_expect_gone(procs: &Procs, pid: i32, lock: &Path, agent: &Agent) {
+    assert!(
+        exists(lock),
+        "{} does not exist before the kill",
+        lock.display()
+    );
+    procs.kill(pid, libc::SIGKILL);
+    expect_removed(agent, lock, &[]);
 }
