@@ -571,6 +571,13 @@ fn hundred_creators_killed_at_once() {
     let all_gone = wait_for(Duration::from_secs(20), || locks.iter().all(|l| !exists(l)));
     let left: Vec<_> = locks.iter().filter(|l| exists(l)).collect();
     assert!(all_gone, "left: {left:?}\n{}", agent.log_text());
+    for (l, p) in locks.iter().zip(&pids) {
+        expect_removed(
+            &agent,
+            l,
+            &[&format!("owner pid {p} "), "killed by SIGKILL"],
+        );
+    }
 }
 
 #[test]
@@ -657,11 +664,20 @@ fn back_to_back_kills_on_reused_inode_numbers_are_all_removed() {
             create(&c, true, b"");
             unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
         });
-        procs.reap(pid);
+        // killed by its own SIGKILL: it got past creating the lock
+        let st = procs.reap(pid);
+        assert!(
+            libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGKILL,
+            "creator of {} ended with wait status {st:#x}",
+            l.display()
+        );
     }
     let all_gone = wait_for(std::time::Duration::from_secs(20), || {
         locks.iter().all(|l| !exists(l))
     });
     let left: Vec<_> = locks.iter().filter(|l| exists(l)).collect();
     assert!(all_gone, "missed: {left:?}\n{}", agent.log_text());
+    for l in &locks {
+        expect_removed(&agent, l, &["killed by SIGKILL"]);
+    }
 }

@@ -192,6 +192,14 @@ fn half_closed_sender(extra: &[&str]) {
     let mut args = vec!["--no-locks", "--close-wait-timeout", TIMEOUT, "--port", &p];
     args.extend_from_slice(extra);
     let agent = Agent::start(&args);
+    // the fallback says so (that its clock is the one used, the
+    // idle_fallback_… test shows)
+    assert_eq!(
+        agent.log_has("kernel tick rate unknown"),
+        extra.contains(&"--force-idle-fallback"),
+        "{}",
+        agent.log_text()
+    );
     let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let (mut s, _) = l.accept().unwrap();
