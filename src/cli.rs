@@ -275,7 +275,8 @@ pub struct SweepArgs {
     #[command(flatten)]
     pub scope: LockScope,
 
-    /// --min-age and --any-content (one field, so the sweep gets both)
+    // --min-age and --any-content, in one field that the dispatch passes to
+    // the sweep whole
     #[command(flatten)]
     pub min_age: NoEvidenceArgs,
 
@@ -308,8 +309,8 @@ pub struct SweepArgs {
 /// What lets `sweep` remove a lock file whose creation it never saw.
 #[derive(Debug, Clone, Copy, Args)]
 pub struct NoEvidenceArgs {
-    /// A lock file with no PID in it is removed only when unchanged for
-    /// this long (and nothing holds it)
+    /// An empty lock file (with --any-content: one with no PID in it) is
+    /// removed only when unchanged for this long (and nothing holds it)
     #[arg(long, value_name = "DUR", default_value = "1h", value_parser = parse_duration)]
     pub min_age: Duration,
 
