@@ -84,9 +84,15 @@ impl Agent {
             }
         });
         let mut agent = Agent { child, log, state };
-        let ready = wait_for(Duration::from_secs(30), || {
-            agent.log_has("ready: ") || agent.exited()
-        });
+        // under an emulated CPU (tests/vm/run.sh with TCG) the verifier alone
+        // can take half a minute for one agent while another test loads its
+        // own: patience, not a bound on start-up time
+        let patience = if std::env::var("EGHOSTBUSTER_EMULATED_VM").as_deref() == Ok("1") {
+            Duration::from_secs(180)
+        } else {
+            Duration::from_secs(30)
+        };
+        let ready = wait_for(patience, || agent.log_has("ready: ") || agent.exited());
         assert!(
             ready && agent.log_has("ready: "),
             "agent did not become ready:\n{}",
