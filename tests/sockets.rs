@@ -14,20 +14,16 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::sockets::*;
-use common::{privileged, Agent, Netns, BIN};
+use common::{emulated, privileged, Agent, Netns, BIN};
 
 const TIMEOUT: &str = "2s";
 const TIMEOUT_S: f64 = 2.0;
 /// Generous: the socket must be gone well within this after its timeout.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// Under an emulated CPU (tests/vm/run.sh with TCG sets
-/// EGHOSTBUSTER_EMULATED_VM=1) every timer fires late by whatever the
-/// emulation costs: bounds on lateness widen to PATIENCE there; bounds on
-/// earliness never do.
-fn emulated() -> bool {
-    std::env::var("EGHOSTBUSTER_EMULATED_VM").as_deref() == Ok("1")
-}
+// Emulated (common::emulated), every timer fires late by whatever the
+// emulation costs: bounds on lateness widen to PATIENCE there; bounds on
+// earliness never do.
 
 /// The socket was destroyed, and the application learns it on its next call.
 fn assert_destroyed(s: &TcpStream, agent: &Agent) {

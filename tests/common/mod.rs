@@ -26,8 +26,17 @@ pub fn privileged() -> bool {
     root
 }
 
-/// Poll `cond` until it holds or `within` passes.
+/// Under an emulated CPU (tests/vm/run.sh with TCG sets
+/// EGHOSTBUSTER_EMULATED_VM=1) everything takes many times longer.
+pub fn emulated() -> bool {
+    std::env::var("EGHOSTBUSTER_EMULATED_VM").as_deref() == Ok("1")
+}
+
+/// Poll `cond` until it holds or `within` passes (six times that when
+/// emulated). `within` is patience only, never a bound a test asserts:
+/// tests that bound a time measure it themselves.
 pub fn wait_for(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let within = if emulated() { within * 6 } else { within };
     let end = Instant::now() + within;
     loop {
         if cond() {
@@ -84,15 +93,11 @@ impl Agent {
             }
         });
         let mut agent = Agent { child, log, state };
-        // under an emulated CPU (tests/vm/run.sh with TCG) the verifier alone
-        // can take half a minute for one agent while another test loads its
-        // own: patience, not a bound on start-up time
-        let patience = if std::env::var("EGHOSTBUSTER_EMULATED_VM").as_deref() == Ok("1") {
-            Duration::from_secs(180)
-        } else {
-            Duration::from_secs(30)
-        };
-        let ready = wait_for(patience, || agent.log_has("ready: ") || agent.exited());
+        // emulated, the verifier alone can take half a minute for one agent
+        // while another test loads its own: wait_for stretches this
+        let ready = wait_for(Duration::from_secs(30), || {
+            agent.log_has("ready: ") || agent.exited()
+        });
         assert!(
             ready && agent.log_has("ready: "),
             "agent did not become ready:\n{}",
