@@ -25,7 +25,7 @@
 #
 # Not part of scripts/test.sh or .ci/run: it takes minutes per kernel.
 # Environment: CARGO_TARGET_DIR (default: target/), VM_TIMEOUT (seconds per
-# kernel, default 900), VM_MEM (default 3G), VM_CPUS (default 2),
+# kernel, default 1800), VM_MEM (default 3G), VM_CPUS (default 2),
 # VM_SKIP_BUILD=1 (reuse the last build's list of test binaries).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -104,7 +104,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
 vm=$repo/target/vm              # cache: debs, unpacked kernels, initramfs, logs
 mem=${VM_MEM:-3G}
 cpus=${VM_CPUS:-2}
-limit=${VM_TIMEOUT:-900}
+limit=${VM_TIMEOUT:-1800}
 mkdir -p "$vm/debs" "$vm/kernels" "$vm/logs"
 
 # ---- host tools -----------------------------------------------------------
