@@ -46,7 +46,8 @@ enum sock_reap_kind _sock_reap_kind = 0;
 
 struct stamp {
 	__u64 entered_ns;	/* CLOCK_BOOTTIME: entry into CLOSE_WAIT */
-	__u64 sent_ns;		/* without HZ: when a reaper visit saw new sends */
+	__u64 sent_ns;		/* last visit that saw the socket busy: its send
+				 * queue not empty, or (without HZ) new sends */
 	__u32 lsndtime;		/* without HZ: tcp_sock->lsndtime at that time */
 	__u32 first_sight;	/* stamped by the reaper, not at entry */
 };
@@ -169,15 +170,23 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 
 /*
  * One visit of the reaper. Idle time is now - max(entry into CLOSE_WAIT,
- * last data the socket sent). The last send is tcp_sock->lsndtime: the
- * kernel's own clock of the last data segment transmitted (the one TCP uses
- * to restart the congestion window after idle), so a half-closed connection
- * that is still writing its response keeps being young, with no hook on the
- * send path (fentry/kprobe are not available to us). It is in jiffies;
- * CONFIG_HZ (from the kernel config libbpf finds) turns it into ns. Without
- * a known HZ, a change of lsndtime since the last look counts as a send at
- * the time of the visit: coarser (a socket only ever looks younger), never
- * wrong.
+ * last data the socket sent, last visit that found its send queue busy).
+ * The last send is tcp_sock->lsndtime: the kernel's own clock of the last
+ * data segment transmitted (the one TCP uses to restart the congestion
+ * window after idle), so a half-closed connection that is still writing its
+ * response keeps being young, with no hook on the send path (fentry/kprobe
+ * are not available to us). It is in jiffies; CONFIG_HZ (from the kernel
+ * config libbpf finds) turns it into ns. Without a known HZ, a change of
+ * lsndtime since the last look counts as a send at the time of the visit:
+ * coarser (a socket only ever looks younger), never wrong.
+ *
+ * lsndtime alone misses a writer blocked against a zero window: the peer
+ * half-closed and stopped reading, MBs wait in the send queue, and no data
+ * segment leaves (window probes carry none), so lsndtime stands still while
+ * the application sits in send(). Bytes unsent or unacknowledged
+ * (write_seq - snd_una, what inet_diag reports as idiag_wqueue and what
+ * `sweep` requires to be 0) make the socket busy at this visit, as a send
+ * would: one idle rule for the daemon and the sweep.
  *
  * Sockets already in CLOSE_WAIT when the agent started carry no stamp: they
  * are aged from the reaper's first visit. Not from tcp_sock->rcv_tstamp
@@ -221,13 +230,14 @@ static __always_inline int reap(struct bpf_iter__tcp *ctx, bool destroy)
 		st->first_sight = 1;
 	}
 	__u64 idle = now - st->entered_ns;
+	/* nothing unsent, nothing unacknowledged, or it is busy now */
+	if (tp->write_seq != tp->snd_una)
+		st->sent_ns = now;
 	if (!CONFIG_HZ || ignore_hz) {
 		if (tp->lsndtime != st->lsndtime) {
 			st->lsndtime = tp->lsndtime;
 			st->sent_ns = now;
 		}
-		if (st->sent_ns && now - st->sent_ns < idle)
-			idle = now - st->sent_ns;
 	} else {
 		/* u32 arithmetic: lsndtime is tcp_jiffies32, wraps like it */
 		__u32 since_send = (__u32)bpf_jiffies64() - tp->lsndtime;
@@ -236,6 +246,8 @@ static __always_inline int reap(struct bpf_iter__tcp *ctx, bool destroy)
 		if (sent_ago < idle)
 			idle = sent_ago;
 	}
+	if (st->sent_ns && now - st->sent_ns < idle)
+		idle = now - st->sent_ns;
 
 	rec.cookie = bpf_get_socket_cookie(sk);
 	rec.ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);

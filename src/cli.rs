@@ -255,10 +255,10 @@ pub struct SweepArgs {
     #[command(flatten)]
     pub scope: LockScope,
 
-    /// A lock file with no PID in it is removed only when unchanged for
-    /// this long (and nothing holds it)
-    #[arg(long, value_name = "DUR", default_value = "1h", value_parser = parse_duration)]
-    pub min_age: Duration,
+    /// --min-age and --any-content: what the lock sweep needs when there is
+    /// no evidence of how a file was made
+    #[command(flatten)]
+    pub evidence: NoEvidenceArgs,
 
     #[command(flatten)]
     pub sockets: SocketScope,
@@ -275,6 +275,31 @@ pub struct SweepArgs {
     /// Write Prometheus metrics to FILE (atomically) when done
     #[arg(long, value_name = "FILE", value_parser = parse_textfile)]
     pub metrics_textfile: Option<PathBuf>,
+}
+
+/// What lets `sweep` remove a lock file whose creation it never saw.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct NoEvidenceArgs {
+    /// An empty lock file (with --any-content: one with no PID in it) is
+    /// removed only when unchanged for this long (and nothing holds it)
+    #[arg(long, value_name = "DUR", default_value = "1h", value_parser = parse_duration)]
+    pub min_age: Duration,
+
+    /// Also judge lock files whose content is not an owner record (a PID,
+    /// host:PID, a short key=value or JSON record with a pid): by the PID
+    /// on their first line, or by --min-age. Without it such files are
+    /// data and kept
+    #[arg(long)]
+    pub any_content: bool,
+}
+
+impl From<NoEvidenceArgs> for crate::locks::sweep::NoEvidence {
+    fn from(a: NoEvidenceArgs) -> Self {
+        Self {
+            min_age: a.min_age,
+            any_content: a.any_content,
+        }
+    }
 }
 
 /// `--path` must be absolute; `.`/`..` are refused rather than guessed at.

@@ -11,13 +11,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn agent_for(dir: &Path, extra: &[&str]) -> Agent {
-    let d = path_arg(dir);
-    let mut args = vec!["--path", d.as_str()];
-    args.extend_from_slice(extra);
-    Agent::start(&args)
-}
-
 fn c(s: &str) -> CString {
     CString::new(s).unwrap()
 }
@@ -33,18 +26,9 @@ fn open_dir(dir: &CString) -> i32 {
     fd
 }
 
+/// `p` (seen to exist, or tracked) was removed for its owner's SIGKILL.
 fn removed(agent: &Agent, p: &Path) {
-    assert!(
-        wait_for(PATIENCE, || !exists(p)),
-        "{} is still there\n{}",
-        p.display(),
-        agent.log_text()
-    );
-    assert!(
-        agent.wait_log(&[&format!("removed {}", p.display()), "killed by SIGKILL"]),
-        "{}",
-        agent.log_text()
-    );
+    expect_removed(agent, p, &["killed by SIGKILL"]);
 }
 
 /// Processes that are not our children (started by a helper shell):
@@ -432,11 +416,8 @@ fn pid_written_in_a_pid_namespace_is_read_there() {
     // the whole namespace dies with unshare (--kill-child): the PID in the
     // file names nobody now, whatever that number means on the host
     procs.kill(unshare, libc::SIGKILL);
-    assert!(
-        wait_for(PATIENCE, || !exists(&lock)),
-        "pid {nspid} of the namespace\n{}",
-        agent.log_text()
-    );
+    let line = expect_removed(&agent, &lock, &[]);
+    eprintln!("pid {nspid} of the namespace: {line}");
 }
 
 /// `set -C; echo $$ > f.lock; exit 0` inside a PID namespace: the file
@@ -485,16 +466,21 @@ fn lock_handed_to_a_parent_that_dies_at_once_is_removed() {
     let dir = test_dir("handoff-race");
     let agent = agent_for(dir.path(), &[]);
     let mut procs = Procs::default();
+    let mut shells = Vec::new();
     for i in 0..5 {
-        let script = format!(": > t{i}; ln t{i} h{i}.lock; kill -9 $$");
-        procs.sh(&script, dir.path());
+        let script = format!(": > t{i}; ln t{i} h{i}.lock && kill -9 $$; exit 1");
+        shells.push(procs.sh(&script, dir.path()));
     }
-    for i in 0..5 {
+    for (i, &sh) in shells.iter().enumerate() {
+        // the shell got as far as killing itself: `ln` made the lock
+        procs.assert_killed(sh, &format!("shell {i} (`ln` then `kill -9 $$`)"));
         let lock = dir.path().join(format!("h{i}.lock"));
-        assert!(
-            wait_for(PATIENCE, || !exists(&lock)),
-            "{}",
-            agent.log_text()
+        // made by `ln`, handed to the shell, removed for the shell's death
+        agent.wait_log_line(&[&format!("tracking {} (pid ", lock.display())], PATIENCE);
+        expect_removed(
+            &agent,
+            &lock,
+            &[&format!("owner pid {sh} "), "killed by SIGKILL"],
         );
     }
     assert!(!agent.log_has("exited unseen"), "{}", agent.log_text());

@@ -8,37 +8,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn agent_for(dir: &std::path::Path, extra: &[&str]) -> Agent {
-    let d = path_arg(dir);
-    let mut args = vec!["--path", d.as_str()];
-    args.extend_from_slice(extra);
-    Agent::start(&args)
-}
-
-/// The agent keeps `lock` for the live process `pid` (its log line says
-/// `why`); when that process is killed, the lock goes.
-fn kept_until_it_dies(procs: &Procs, agent: &Agent, lock: &std::path::Path, why: &str, pid: i32) {
-    let name = lock.file_name().unwrap().to_str().unwrap();
-    assert!(agent.wait_log(&["kept", name, why]), "{}", agent.log_text());
-    assert!(exists(lock));
-    kill_and_expect_gone(procs, pid, lock, agent);
-}
-
-/// A child that creates `name` exclusively (content: its PID), then parks.
-fn locker(procs: &mut Procs, path: &std::path::Path) -> i32 {
-    let c = cstr(path);
-    let pid = procs.fork(move || {
-        let content = format!("{}\n", std::process::id());
-        create(&c, true, content.as_bytes());
-        park();
-    });
-    assert!(
-        wait_for(PATIENCE, || exists(path)),
-        "child did not create {path:?}"
-    );
-    pid
-}
-
 #[test]
 fn killed_creator_lock_is_removed() {
     if !privileged() {
@@ -101,7 +70,7 @@ fn aborted_and_failed_creators_locks_are_removed() {
     let aborted = dir.path().join("abort.lock");
     let failed = dir.path().join("fail.lock");
     let (a, f) = (cstr(&aborted), cstr(&failed));
-    procs.fork(move || {
+    let ap = procs.fork(move || {
         create(&a, true, b"");
         // no core file in the test's cwd
         let rl = libc::rlimit {
@@ -111,24 +80,23 @@ fn aborted_and_failed_creators_locks_are_removed() {
         unsafe { libc::setrlimit(libc::RLIMIT_CORE, &rl) };
         unsafe { libc::abort() };
     });
-    procs.fork(move || {
+    let fp = procs.fork(move || {
         create(&f, true, b"");
         unsafe { libc::_exit(3) };
     });
-    assert!(
-        wait_for(PATIENCE, || !exists(&aborted) && !exists(&failed)),
-        "{}",
-        agent.log_text()
+    // they may be gone before a poll could see them: the agent's tracking
+    // line is the proof they were made, by these processes
+    expect_tracked(&agent, &aborted, ap);
+    expect_tracked(&agent, &failed, fp);
+    expect_removed(
+        &agent,
+        &aborted,
+        &[&format!("owner pid {ap} "), "killed by SIGABRT"],
     );
-    assert!(
-        agent.wait_log(&["abort.lock", "killed by SIGABRT"]),
-        "{}",
-        agent.log_text()
-    );
-    assert!(
-        agent.wait_log(&["fail.lock", "exited with status 3"]),
-        "{}",
-        agent.log_text()
+    expect_removed(
+        &agent,
+        &failed,
+        &[&format!("owner pid {fp} "), "exited with status 3"],
     );
 }
 
@@ -292,25 +260,29 @@ fn deny_list_and_non_exclusive_files_are_left_alone() {
     let mut procs = Procs::default();
     let cargo = dir.path().join("Cargo.lock");
     let yarn = dir.path().join("yarn.lock");
+    // a name the deny list holds as a glob (requirements*.lock)
+    let rye = dir.path().join("requirements-dev.lock");
     let flocky = dir.path().join("flock-style.lock");
     let control = dir.path().join("control.lock");
     let (c1, c2, c3, c4) = (cstr(&cargo), cstr(&yarn), cstr(&flocky), cstr(&control));
+    let c5 = cstr(&rye);
     let pid = procs.fork(move || {
         create(&c1, true, b"");
         create(&c2, true, b"");
         create(&c3, false, b"");
+        create(&c5, true, b"");
         create(&c4, true, b"");
         park();
     });
     assert!(wait_for(PATIENCE, || exists(&control)));
     kill_and_expect_gone(&procs, pid, &control, &agent);
-    assert!(
-        agent.wait_log(&["kept", "Cargo.lock", "deny list"]),
-        "{}",
-        agent.log_text()
-    );
-    assert!(agent.wait_log(&["kept", "yarn.lock", "deny list"]));
-    assert!(exists(&cargo) && exists(&yarn));
+    for denied in [&cargo, &yarn, &rye] {
+        agent.wait_log_line(
+            &[&format!("kept {}: ", denied.display()), "on the deny list"],
+            PATIENCE,
+        );
+        assert!(exists(denied), "{} was removed", denied.display());
+    }
     assert!(
         exists(&flocky),
         "a non-exclusive file was removed by default"
@@ -378,6 +350,10 @@ fn lock_open_in_a_forked_child_is_kept_until_the_child_dies() {
     );
 }
 
+/// Check 3 end to end: a process that holds only a flock on the lock (no
+/// descriptor anywhere: it lives in an SCM_RIGHTS message never received)
+/// is invisible to the open-files check; /proc/locks names it, and the
+/// lock is kept for it until it dies.
 #[test]
 fn lock_flocked_by_another_process_is_kept() {
     if !privileged() {
@@ -388,19 +364,48 @@ fn lock_flocked_by_another_process_is_kept() {
     let mut procs = Procs::default();
     let lock = dir.path().join("flocked.lock");
     let creator = locker(&mut procs, &lock);
-    let c = cstr(&lock);
-    let marker = dir.path().join("locked");
-    let m = cstr(&marker);
-    let holder = procs.fork(move || {
-        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY) };
-        assert!(fd >= 0);
-        assert_eq!(unsafe { libc::flock(fd, libc::LOCK_EX) }, 0);
-        create(&m, false, b"");
+    let holder = hold_only_the_lock(&mut procs, &lock, HeldBy::Flock);
+    procs.kill(creator, libc::SIGKILL);
+    kept_until_it_dies(
+        &procs,
+        &agent,
+        &lock,
+        &format!("locked (flock/fcntl) by pid {holder} "),
+        holder,
+    );
+}
+
+/// The same with an open file description lock, which /proc/locks shows
+/// with no holder (-1): kept, with nobody to hand it to. A control lock of
+/// the same creator is removed in the same window.
+#[test]
+fn lock_with_an_ofd_lock_is_kept() {
+    if !privileged() {
+        return;
+    }
+    let dir = test_dir("ofd");
+    let agent = agent_for(dir.path(), &[]);
+    let mut procs = Procs::default();
+    let lock = dir.path().join("ofd.lock");
+    let control = dir.path().join("control.lock");
+    let (l, c) = (cstr(&lock), cstr(&control));
+    let creator = procs.fork(move || {
+        create(&l, true, b"");
+        create(&c, true, b"");
         park();
     });
-    assert!(wait_for(PATIENCE, || exists(&marker)));
-    procs.kill(creator, libc::SIGKILL);
-    kept_until_it_dies(&procs, &agent, &lock, &format!("pid {holder}"), holder);
+    assert!(wait_for(PATIENCE, || exists(&lock) && exists(&control)));
+    hold_only_the_lock(&mut procs, &lock, HeldBy::Ofd);
+    kill_and_expect_gone(&procs, creator, &control, &agent);
+    agent.wait_log_line(
+        &[
+            &format!("kept {}: ", lock.display()),
+            "locked (flock/fcntl) by a process",
+            &format!("owner pid {creator} "),
+        ],
+        PATIENCE,
+    );
+    assert!(exists(&lock));
 }
 
 #[test]
@@ -566,6 +571,13 @@ fn hundred_creators_killed_at_once() {
     let all_gone = wait_for(Duration::from_secs(20), || locks.iter().all(|l| !exists(l)));
     let left: Vec<_> = locks.iter().filter(|l| exists(l)).collect();
     assert!(all_gone, "left: {left:?}\n{}", agent.log_text());
+    for (l, p) in locks.iter().zip(&pids) {
+        expect_removed(
+            &agent,
+            l,
+            &[&format!("owner pid {p} "), "killed by SIGKILL"],
+        );
+    }
 }
 
 #[test]
@@ -611,18 +623,25 @@ fn other_mount_namespace_same_file_is_removed_other_file_is_kept() {
         ),
         dir.path(),
     );
-    assert!(
-        agent.wait_log(&["kept", "private/x.lock", "another mount namespace"]),
-        "{}",
-        agent.log_text()
+    // both shells got as far as killing themselves (unshare, mount and the
+    // lock worked): anything else is a failed setup, not a pass
+    for p in [p1, p2] {
+        procs.assert_killed(p, "the shell in a new mount namespace");
+    }
+    agent.wait_log_line(
+        &[
+            &format!("kept {}: ", host_file.display()),
+            "another mount namespace",
+        ],
+        PATIENCE,
     );
     assert_eq!(std::fs::read(&host_file).unwrap(), b"host\n");
-    assert!(
-        wait_for(PATIENCE, || !exists(&shared)),
-        "{}",
-        agent.log_text()
+    expect_tracked(&agent, &shared, p2);
+    expect_removed(
+        &agent,
+        &shared,
+        &[&format!("owner pid {p2} "), "killed by SIGKILL"],
     );
-    let _ = (p1, p2);
 }
 
 #[test]
@@ -645,11 +664,20 @@ fn back_to_back_kills_on_reused_inode_numbers_are_all_removed() {
             create(&c, true, b"");
             unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
         });
-        procs.reap(pid);
+        // killed by its own SIGKILL: it got past creating the lock
+        let st = procs.reap(pid);
+        assert!(
+            libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGKILL,
+            "creator of {} ended with wait status {st:#x}",
+            l.display()
+        );
     }
     let all_gone = wait_for(std::time::Duration::from_secs(20), || {
         locks.iter().all(|l| !exists(l))
     });
     let left: Vec<_> = locks.iter().filter(|l| exists(l)).collect();
     assert!(all_gone, "missed: {left:?}\n{}", agent.log_text());
+    for l in &locks {
+        expect_removed(&agent, l, &["killed by SIGKILL"]);
+    }
 }

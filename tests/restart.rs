@@ -7,6 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::sockets::{wait_state, TCP_CLOSE, TCP_CLOSE_WAIT};
 use common::*;
 
 /// A pin directory of the test's own; unpinned on drop.
@@ -243,7 +244,7 @@ fn socket_stamps_survive_a_restart() {
     let (s, peer) = l.accept().unwrap();
     let entered = Instant::now();
     drop(c);
-    assert!(wait_for(PATIENCE, || tcp_state(&s) == 8), "no CLOSE_WAIT");
+    assert!(wait_state(&s, TCP_CLOSE_WAIT, PATIENCE), "no CLOSE_WAIT");
     assert!(
         a.wait_log(&[&peer.to_string(), "entered CLOSE_WAIT"]),
         "{}",
@@ -254,7 +255,7 @@ fn socket_stamps_survive_a_restart() {
     let b = Agent::start(&args);
     let ready = Instant::now();
     assert!(
-        wait_for(PATIENCE, || tcp_state(&s) == 7),
+        wait_state(&s, TCP_CLOSE, PATIENCE),
         "not destroyed; log:\n{}",
         b.log_text()
     );
@@ -279,7 +280,7 @@ fn socket_stamps_survive_a_restart() {
     // except under an emulated CPU (tests/vm/run.sh with TCG sets
     // EGHOSTBUSTER_EMULATED_VM=1), where starting an agent alone takes
     // seconds; the bound that proves the stamp survived is the one above
-    if std::env::var("EGHOSTBUSTER_EMULATED_VM").as_deref() != Ok("1") {
+    if !emulated() {
         assert!(
             since_entry < TIMEOUT + Duration::from_millis(1500),
             "{since_entry:?}"

@@ -5,7 +5,7 @@
 //! sockets, and cleans up its agent (by PID) and namespaces on any exit.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::process::{Child, Command};
 use std::thread;
@@ -13,100 +13,17 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{privileged, tcp_state, Netns, BIN};
+use common::sockets::*;
+use common::{emulated, privileged, Agent, Netns, BIN};
 
 const TIMEOUT: &str = "2s";
+const TIMEOUT_S: f64 = 2.0;
 /// Generous: the socket must be gone well within this after its timeout.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-const TCP_ESTABLISHED: u8 = 1;
-const TCP_CLOSE: u8 = 7;
-const TCP_CLOSE_WAIT: u8 = 8;
-
-/// The shared test agent (tests/common), with the line-returning waits
-/// these tests use. Socket tests pass --no-locks.
-struct Agent(common::Agent);
-
-impl Agent {
-    fn start(args: &[&str]) -> Agent {
-        Agent(common::Agent::start(args))
-    }
-
-    fn log(&self) -> String {
-        self.0.log_text()
-    }
-
-    /// Wait for a log line containing every one of `parts`; the line.
-    fn wait_log_line(&self, parts: &[&str], patience: Duration) -> String {
-        let end = Instant::now() + patience;
-        loop {
-            let log = self.log();
-            if let Some(l) = log.lines().find(|l| parts.iter().all(|p| l.contains(p))) {
-                return l.to_string();
-            }
-            if Instant::now() > end {
-                panic!("no log line with {parts:?} within {patience:?}; agent log:\n{log}");
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-fn free_port(loopback: &str) -> u16 {
-    TcpListener::bind(format!("{loopback}:0"))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_state(s: &TcpStream, want: u8, patience: Duration) -> bool {
-    let end = Instant::now() + patience;
-    while Instant::now() < end {
-        if tcp_state(s) == want {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    tcp_state(s) == want
-}
-
-/// send(2) without SIGPIPE: the error the application would see.
-fn send(s: &TcpStream, data: &[u8]) -> std::io::Result<usize> {
-    // SAFETY: data outlives the call.
-    let n = unsafe {
-        libc::send(
-            s.as_raw_fd(),
-            data.as_ptr().cast(),
-            data.len(),
-            libc::MSG_NOSIGNAL,
-        )
-    };
-    if n < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-/// A server-side socket in CLOSE_WAIT: the client connected and closed.
-/// Returns the server's socket and the client's address.
-fn close_wait(listen: SocketAddr) -> (TcpStream, TcpListener, SocketAddr) {
-    let l = TcpListener::bind(listen).unwrap();
-    let (s, peer) = close_wait_on(&l);
-    (s, l, peer)
-}
-
-fn close_wait_on(l: &TcpListener) -> (TcpStream, SocketAddr) {
-    let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-    let (s, peer) = l.accept().unwrap();
-    drop(c);
-    assert!(
-        wait_state(&s, TCP_CLOSE_WAIT, Duration::from_secs(5)),
-        "the server socket did not reach CLOSE_WAIT"
-    );
-    (s, peer)
-}
+// Emulated (common::emulated), every timer fires late by whatever the
+// emulation costs: bounds on lateness widen to PATIENCE there; bounds on
+// earliness never do.
 
 /// The socket was destroyed, and the application learns it on its next call.
 fn assert_destroyed(s: &TcpStream, agent: &Agent) {
@@ -114,7 +31,7 @@ fn assert_destroyed(s: &TcpStream, agent: &Agent) {
         wait_state(s, TCP_CLOSE, PATIENCE),
         "socket still in state {} after {PATIENCE:?}; agent log:\n{}",
         tcp_state(s),
-        agent.log()
+        agent.log_text()
     );
     let e = send(s, b"late reply").expect_err("send on a destroyed socket succeeded");
     let code = e.raw_os_error().unwrap();
@@ -146,22 +63,42 @@ fn destroyed_idle_socket(loopback: &str, extra: &[&str], method: &str) {
         ],
         PATIENCE,
     );
-    // never before the timeout, and at most a second after it. Under an
-    // emulated CPU (tests/vm/run.sh with TCG sets EGHOSTBUSTER_EMULATED_VM=1)
-    // every timer fires late by whatever the emulation costs: there the late
-    // side only has to be within PATIENCE; the early side stays exact.
-    let idle: f64 = line
-        .split("idle ")
-        .nth(1)
-        .and_then(|s| s.split('s').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no idle time in: {line}"));
-    let late = if std::env::var("EGHOSTBUSTER_EMULATED_VM").as_deref() == Ok("1") {
+    // never before the timeout, and at most a second after it (emulated:
+    // within PATIENCE)
+    let idle = idle_of(&line);
+    let late = if emulated() {
         PATIENCE.as_secs_f64()
     } else {
         1.0
     };
-    assert!((2.0..2.0 + late).contains(&idle), "{line}");
+    assert!((TIMEOUT_S..TIMEOUT_S + late).contains(&idle), "{line}");
+}
+
+/// The idle time a destroy line reports (`idle 2.0s`).
+fn idle_of(line: &str) -> f64 {
+    line.split("idle ")
+        .nth(1)
+        .and_then(|s| s.split('s').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no idle time in: {line}"))
+}
+
+/// The agent's destroy line for the socket whose peer is `peer`.
+fn destroyed_line(agent: &Agent, peer: &std::net::SocketAddr) -> String {
+    agent.wait_log_line(
+        &["destroyed CLOSE_WAIT socket", &format!("-> {peer} ")],
+        PATIENCE,
+    )
+}
+
+/// Nothing the agent logged names `peer` as destroyed (or to destroy).
+fn assert_never_destroyed(agent: &Agent, peer: &std::net::SocketAddr) {
+    let log = agent.log_text();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains(&format!("-> {peer} ")) && l.contains("destroy")),
+        "{peer} was acted on:\n{log}"
+    );
 }
 
 /// Does the kernel export the bpf_sock_destroy kfunc (Linux 6.5+)? Read from
@@ -235,7 +172,8 @@ fn half_closed_server_that_keeps_sending_is_kept() {
     half_closed_sender(&[]);
 }
 
-/// As on a host whose CONFIG_HZ libbpf cannot find.
+/// The sending server of `half_closed_sender`, aged as on a host whose
+/// CONFIG_HZ libbpf cannot find.
 #[test]
 fn half_closed_server_that_keeps_sending_is_kept_without_hz() {
     half_closed_sender(&["--force-idle-fallback"]);
@@ -250,6 +188,14 @@ fn half_closed_sender(extra: &[&str]) {
     let mut args = vec!["--no-locks", "--close-wait-timeout", TIMEOUT, "--port", &p];
     args.extend_from_slice(extra);
     let agent = Agent::start(&args);
+    // the fallback says so (that its clock is the one used, the
+    // idle_fallback_… test shows)
+    assert_eq!(
+        agent.log_has("kernel tick rate unknown"),
+        extra.contains(&"--force-idle-fallback"),
+        "{}",
+        agent.log_text()
+    );
     let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let (mut s, _) = l.accept().unwrap();
@@ -264,7 +210,12 @@ fn half_closed_sender(extra: &[&str]) {
     let end = Instant::now() + Duration::from_secs(6);
     while Instant::now() < end {
         s.write_all(b"part of a long response\n")
-            .unwrap_or_else(|e| panic!("the sending server was hit: {e}; log:\n{}", agent.log()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "the sending server was hit: {e}; log:\n{}",
+                    agent.log_text()
+                )
+            });
         thread::sleep(Duration::from_millis(300));
     }
     assert_eq!(tcp_state(&s), TCP_CLOSE_WAIT);
@@ -272,6 +223,139 @@ fn half_closed_sender(extra: &[&str]) {
     assert_destroyed(&s, &agent);
     drop(s);
     reader.join().unwrap();
+}
+
+/// Which idle clock the reaper used is visible in when a socket that sent
+/// once goes: the kernel's last-send time (CONFIG_HZ known) ages it from
+/// that send; the fallback only notices a send when it looks (at the
+/// deadline set at entry), and ages it from that look. One piece is sent
+/// a quarter timeout after the entry:
+///
+/// - last-send clock: destroyed a timeout after the send (1.25 timeouts
+///   after the entry);
+/// - fallback: the first look is a timeout after the entry, so destroyed
+///   no sooner than two timeouts after the entry.
+///
+/// The line between them is 1.75 timeouts: half a second from either.
+fn one_send_then_quiet(fallback: bool) {
+    if !privileged() {
+        return;
+    }
+    let port = free_port("127.0.0.1");
+    let p = port.to_string();
+    let mut args = vec!["--no-locks", "--close-wait-timeout", TIMEOUT, "--port", &p];
+    if fallback {
+        args.push("--force-idle-fallback");
+    }
+    let agent = Agent::start(&args);
+    assert_eq!(
+        agent.log_has("kernel tick rate unknown"),
+        fallback,
+        "{}",
+        agent.log_text()
+    );
+    let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (mut s, peer) = l.accept().unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    // polled every 20 ms: the entry was at most that long before this
+    assert!(wait_state(&s, TCP_CLOSE_WAIT, Duration::from_secs(5)));
+    let entered = Instant::now();
+    let reader = thread::spawn(move || {
+        let mut got = Vec::new();
+        let _ = c.read_to_end(&mut got);
+    });
+    let timeout = Duration::from_secs_f64(TIMEOUT_S);
+    thread::sleep(timeout / 4);
+    s.write_all(b"the response\n").unwrap();
+    let sent = Instant::now();
+    assert!(
+        wait_state(&s, TCP_CLOSE, 3 * timeout + PATIENCE),
+        "not destroyed; log:\n{}",
+        agent.log_text()
+    );
+    let gone = Instant::now();
+    destroyed_line(&agent, &peer);
+    let (after_entry, after_send) = (gone - entered, gone - sent);
+    eprintln!("destroyed {after_entry:?} after the entry, {after_send:?} after the send");
+    // never less than a timeout after the send, on either clock
+    assert!(after_send >= timeout, "{after_send:?} after the send");
+    let line = timeout * 7 / 4;
+    if fallback {
+        assert!(
+            after_entry >= line,
+            "destroyed {after_entry:?} after the entry: the send was seen before the reaper looked (the fallback was not used)\n{}",
+            agent.log_text()
+        );
+    } else if !emulated() {
+        assert!(
+            after_entry < line,
+            "destroyed {after_entry:?} after the entry: the last-send clock was not used\n{}",
+            agent.log_text()
+        );
+    }
+    drop(s);
+    reader.join().unwrap();
+}
+
+#[test]
+fn idle_is_counted_from_the_kernels_last_send() {
+    one_send_then_quiet(false);
+}
+
+#[test]
+fn idle_fallback_counts_from_the_reapers_look() {
+    one_send_then_quiet(true);
+}
+
+/// Issue 12 item 7: a server blocked in send() against a peer that
+/// half-closed and stopped reading is busy, not idle, however long its
+/// last data segment is ago (with a zero window none leaves). Kept past
+/// the timeout; an idle CLOSE_WAIT socket on the same port, entered at the
+/// same time, is destroyed in that window. Once the peer reads it all, the
+/// server is idle and goes.
+#[test]
+fn writer_blocked_against_a_zero_window_is_kept() {
+    blocked_writer(&[]);
+}
+
+/// The same with the netlink destruction (the reaper reports only) and the
+/// idle clock of hosts without CONFIG_HZ.
+#[test]
+fn writer_blocked_against_a_zero_window_is_kept_by_netlink_without_hz() {
+    blocked_writer(&["--socket-destroy", "netlink", "--force-idle-fallback"]);
+}
+
+fn blocked_writer(extra: &[&str]) {
+    if !privileged() {
+        return;
+    }
+    let port = free_port("127.0.0.1");
+    let p = port.to_string();
+    let mut args = vec!["--no-locks", "--close-wait-timeout", TIMEOUT, "--port", &p];
+    args.extend_from_slice(extra);
+    let agent = Agent::start(&args);
+    let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let mut blocked = BlockedWriter::start(&l);
+    let entered = Instant::now();
+    eprintln!("{} bytes queued against a zero window", blocked.queued());
+    let (control, control_peer) = close_wait_on(&l);
+    assert_destroyed(&control, &agent);
+    destroyed_line(&agent, &control_peer);
+    // three timeouts after the entry, and still blocked in send()
+    while entered.elapsed() < Duration::from_secs_f64(3.0 * TIMEOUT_S) {
+        blocked.assert_blocked();
+        thread::sleep(Duration::from_millis(100));
+    }
+    blocked.assert_blocked();
+    assert_never_destroyed(&agent, &blocked.peer);
+    // the peer reads the response: the writer completes, the socket is idle
+    blocked
+        .drain()
+        .unwrap_or_else(|e| panic!("the blocked writer was hit: {e}\n{}", agent.log_text()));
+    assert_eq!(blocked.queued(), 0);
+    assert_destroyed(&blocked.server, &agent);
+    destroyed_line(&agent, &blocked.peer);
 }
 
 #[test]
@@ -290,15 +374,11 @@ fn server_that_closes_in_time_is_left_alone() {
              // destroyed, the first one's deadline has passed too
     let (s2, _) = close_wait_on(&l);
     assert_destroyed(&s2, &agent);
-    let log = agent.log();
+    assert_never_destroyed(&agent, &peer);
     assert!(
-        !log.lines()
-            .any(|l| l.contains(&peer.to_string()) && l.contains("destroy")),
-        "a closed socket was acted on:\n{log}"
-    );
-    assert!(
-        log.contains("left CLOSE_WAIT"),
-        "no leave event seen:\n{log}"
+        agent.log_has("left CLOSE_WAIT"),
+        "no leave event seen:\n{}",
+        agent.log_text()
     );
 }
 
@@ -313,13 +393,21 @@ fn idle_established_connection_is_never_touched() {
     let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let (mut s, _) = l.accept().unwrap();
-    thread::sleep(Duration::from_secs(5)); // idle for 2.5 timeouts
+    let start = Instant::now();
+    // the control: idle in CLOSE_WAIT on the same port since the same time
+    let (control, control_peer) = close_wait_on(&l);
+    assert_destroyed(&control, &agent);
+    destroyed_line(&agent, &control_peer);
+    // idle for 2.5 timeouts in all
+    let rest = Duration::from_secs_f64(2.5 * TIMEOUT_S).saturating_sub(start.elapsed());
+    thread::sleep(rest);
     assert_eq!(tcp_state(&s), TCP_ESTABLISHED);
     assert_eq!(tcp_state(&c), TCP_ESTABLISHED);
     s.write_all(b"ping").unwrap();
     let mut buf = [0u8; 4];
     c.read_exact(&mut buf).unwrap();
-    assert!(!agent.log().contains("destroyed"), "{}", agent.log());
+    let peer = c.local_addr().unwrap();
+    assert_never_destroyed(&agent, &peer);
 }
 
 #[test]
@@ -327,18 +415,31 @@ fn port_outside_scope_is_untouched() {
     if !privileged() {
         return;
     }
-    let scoped = free_port("127.0.0.1").to_string();
+    let scoped = free_port("127.0.0.1");
     let agent = Agent::start(&[
         "--no-locks",
         "--close-wait-timeout",
         TIMEOUT,
         "--port",
-        &scoped,
+        &scoped.to_string(),
     ]);
     let other = free_port("127.0.0.1");
-    let (s, _l, _) = close_wait(format!("127.0.0.1:{other}").parse().unwrap());
-    thread::sleep(Duration::from_secs(5));
-    assert_eq!(tcp_state(&s), TCP_CLOSE_WAIT, "log:\n{}", agent.log());
+    let (s, _l, peer) = close_wait(format!("127.0.0.1:{other}").parse().unwrap());
+    let entered = Instant::now();
+    // the control on the scoped port, entered just after: destroyed
+    let (control, _cl, control_peer) = close_wait(format!("127.0.0.1:{scoped}").parse().unwrap());
+    assert_destroyed(&control, &agent);
+    destroyed_line(&agent, &control_peer);
+    // and the other one lives on well past its own timeout
+    let rest = Duration::from_secs_f64(2.5 * TIMEOUT_S).saturating_sub(entered.elapsed());
+    thread::sleep(rest);
+    assert_eq!(tcp_state(&s), TCP_CLOSE_WAIT, "log:\n{}", agent.log_text());
+    assert_never_destroyed(&agent, &peer);
+    assert!(
+        !agent.log_text().contains(&format!("-> {peer} ")),
+        "{}",
+        agent.log_text()
+    );
 }
 
 #[test]
@@ -348,12 +449,16 @@ fn excluded_port_is_untouched_and_dry_run_destroys_nothing() {
     }
     let port = free_port("127.0.0.1");
     let p = port.to_string();
+    let control_port = free_port("127.0.0.1");
+    let cp = control_port.to_string();
     let excluded = Agent::start(&[
         "--no-locks",
         "--close-wait-timeout",
         TIMEOUT,
         "--port",
         &p,
+        "--port",
+        &cp,
         "--exclude-port",
         &p,
     ]);
@@ -368,26 +473,66 @@ fn excluded_port_is_untouched_and_dry_run_destroys_nothing() {
         "netlink",
     ]);
     let (s, _l, peer) = close_wait(format!("127.0.0.1:{port}").parse().unwrap());
+    // the excluding agent's control, on its other port, entered just after
+    let (control, _cl, control_peer) =
+        close_wait(format!("127.0.0.1:{control_port}").parse().unwrap());
     dry.wait_log_line(
         &["would destroy", &peer.to_string(), "method netlink"],
         PATIENCE,
     );
+    assert_destroyed(&control, &excluded);
+    destroyed_line(&excluded, &control_peer);
     thread::sleep(Duration::from_secs(1));
     assert_eq!(tcp_state(&s), TCP_CLOSE_WAIT);
-    assert!(!excluded.log().contains(&peer.to_string()));
+    assert!(!excluded.log_text().contains(&peer.to_string()));
+    assert!(!dry.log_has("destroyed CLOSE_WAIT"), "{}", dry.log_text());
 }
 
+/// A socket already in CLOSE_WAIT for longer than the timeout when the
+/// agent starts is aged from the agent's first sight (its survey before
+/// `ready`): not destroyed at once, not before a timeout after the agent
+/// started, and within a timeout (and a second) of it being ready.
 #[test]
 fn socket_in_close_wait_before_the_agent_starts_is_destroyed() {
     if !privileged() {
         return;
     }
+    const T: Duration = Duration::from_secs(3);
     let port = free_port("127.0.0.1");
     let (s, _l, peer) = close_wait(format!("127.0.0.1:{port}").parse().unwrap());
+    thread::sleep(T + Duration::from_secs(1)); // older than the timeout
     let p = port.to_string();
-    let agent = Agent::start(&["--no-locks", "--close-wait-timeout", TIMEOUT, "--port", &p]);
-    // aged from the agent's first sight, not destroyed at once
-    assert_eq!(tcp_state(&s), TCP_CLOSE_WAIT);
+    let spawned = Instant::now();
+    let agent = Agent::start(&["--no-locks", "--close-wait-timeout", "3s", "--port", &p]);
+    let ready = Instant::now();
+    // an agent that aged it from its real entry would destroy it at its
+    // first look, before `ready`
+    assert_eq!(tcp_state(&s), TCP_CLOSE_WAIT, "{}", agent.log_text());
+    let mut gone = None;
+    let late = if emulated() {
+        PATIENCE
+    } else {
+        Duration::from_secs(1)
+    };
+    while Instant::now() < ready + T + late {
+        if tcp_state(&s) == TCP_CLOSE {
+            gone = Some(Instant::now());
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let gone = gone.unwrap_or_else(|| {
+        panic!(
+            "still in CLOSE_WAIT {:?} after the agent was ready\n{}",
+            ready.elapsed(),
+            agent.log_text()
+        )
+    });
+    assert!(
+        gone >= spawned + T,
+        "destroyed {:?} after the agent started, before its timeout",
+        gone - spawned
+    );
     assert_destroyed(&s, &agent);
     agent.wait_log_line(
         &[&peer.to_string(), "since the agent first saw it"],

@@ -28,6 +28,25 @@ fn age(path: &Path, secs: i64) {
     assert_eq!(unsafe { libc::utimes(c.as_ptr(), [t, t].as_ptr()) }, 0);
 }
 
+/// `sweep` with the sweep's own debug lines (`kept PATH: why`) on stderr.
+fn sweep_telling_why(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("sweep")
+        .args(args)
+        .env("RUST_LOG", "eghostbuster::locks::sweep=debug")
+        .output()
+        .expect("running sweep")
+}
+
+/// The `kept PATH: …` line for `path` on `stderr`.
+fn kept_line<'a>(stderr: &'a str, path: &Path) -> &'a str {
+    let head = format!("kept {}: ", path.display());
+    stderr
+        .lines()
+        .find(|l| l.contains(&head))
+        .unwrap_or_else(|| panic!("no `{head}` line in:\n{stderr}"))
+}
+
 #[test]
 fn sweep_removes_dead_and_keeps_live() {
     if !privileged() {
@@ -49,24 +68,19 @@ fn sweep_removes_dead_and_keeps_live() {
     let c = cstr(&d.join("open.lock"));
     let marker = d.join("opened");
     let m = cstr(&marker);
-    procs.fork(move || {
+    let opener = procs.fork(move || {
         let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY) };
         assert!(fd >= 0);
         create(&m, false, b"");
         park();
     });
-    // a dead PID, flocked by a live process (its descriptor: check 2 and 3)
+    assert!(wait_for(PATIENCE, || exists(&marker)));
+    // a dead PID, locked by live processes that hold nothing but the lock
+    // (no descriptor anywhere: check 3 alone keeps them)
     std::fs::write(d.join("flocked.lock"), format!("{dead}\n")).unwrap();
-    let c = cstr(&d.join("flocked.lock"));
-    let marker2 = d.join("flocked");
-    let m2 = cstr(&marker2);
-    procs.fork(move || {
-        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY) };
-        assert_eq!(unsafe { libc::flock(fd, libc::LOCK_EX) }, 0);
-        create(&m2, false, b"");
-        park();
-    });
-    assert!(wait_for(PATIENCE, || exists(&marker) && exists(&marker2)));
+    let flocker = hold_only_the_lock(&mut procs, &d.join("flocked.lock"), HeldBy::Flock);
+    std::fs::write(d.join("ofd.lock"), format!("{dead}\n")).unwrap();
+    hold_only_the_lock(&mut procs, &d.join("ofd.lock"), HeldBy::Ofd);
     // no PID: removed only when older than --min-age
     std::fs::write(d.join("old.lck"), "").unwrap();
     age(&d.join("old.lck"), 7200);
@@ -77,11 +91,15 @@ fn sweep_removes_dead_and_keeps_live() {
     std::fs::write(d.join("notes.txt"), format!("{dead}\n")).unwrap();
     std::fs::create_dir(d.join("sub")).unwrap();
     std::fs::write(d.join("sub/nested.lock"), format!("{dead}\n")).unwrap();
+    let before: Vec<_> = ["dead.lock", "old.lck", "sub/nested.lock"]
+        .iter()
+        .map(|n| exists(&d.join(n)))
+        .collect();
+    assert_eq!(before, [true, true, true]);
 
-    let out = sweep(&["--path", &path_arg(d), "--no-sockets"]);
+    let out = sweep_telling_why(&["--path", &path_arg(d), "--no-sockets"]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
-    assert!(stderr.is_empty(), "{stderr}");
     let mut lines: Vec<&str> = stdout.lines().collect();
     lines.sort();
     assert_eq!(lines.len(), 3, "{stdout}");
@@ -94,19 +112,37 @@ fn sweep_removes_dead_and_keeps_live() {
     );
     assert!(
         lines[1].starts_with(&format!(
-            "removed {}: no pid in it",
+            "removed {}: empty, unchanged for 2h",
             d.join("old.lck").display()
         )),
         "{stdout}"
     );
     assert!(
-        lines[2].starts_with(&format!("removed {}", d.join("sub/nested.lock").display())),
+        lines[2].starts_with(&format!(
+            "removed {}: pid {dead} is dead",
+            d.join("sub/nested.lock").display()
+        )),
         "{stdout}"
     );
+    // each kept for its own reason
+    for (name, why) in [
+        ("live.lock", format!("names live pid {live}")),
+        ("open.lock", format!("open by pid {opener}")),
+        (
+            "flocked.lock",
+            format!("locked (flock/fcntl) by pid {flocker}"),
+        ),
+        ("ofd.lock", "locked (flock/fcntl) by a process".to_string()),
+        ("young.lck", "(--min-age)".to_string()),
+    ] {
+        let line = kept_line(&stderr, &d.join(name));
+        assert!(line.contains(&why), "{name}: {line}");
+    }
     for kept in [
         "live.lock",
         "open.lock",
         "flocked.lock",
+        "ofd.lock",
         "young.lck",
         "Cargo.lock",
         "notes.txt",
@@ -120,6 +156,144 @@ fn sweep_removes_dead_and_keeps_live() {
     let again = sweep(&["--path", &path_arg(d), "--no-sockets"]);
     assert_eq!(again.status.code(), Some(0));
     assert_eq!(text(&again), (String::new(), String::new()));
+}
+
+/// Issue 12 item 4: without creation evidence only empty files and owner
+/// records are judged. Package managers' manifests (real content, unchanged
+/// for longer than --min-age, held by nobody) are kept twice over: by the
+/// deny list, and, under other names, by the content rule; every kind of
+/// owner record naming a dead PID is removed in the same run.
+/// `--any-content` then judges the data-like files too, by their age.
+#[test]
+fn sweep_judges_only_owner_records_without_any_content() {
+    if !privileged() {
+        return;
+    }
+    let dir = test_dir("sweepcontent");
+    let d = dir.path();
+    let mut procs = Procs::default();
+    let dead = procs.fork(|| {});
+    procs.reap(dead);
+    let host = String::from_utf8(std::fs::read("/proc/sys/kernel/hostname").unwrap())
+        .unwrap()
+        .trim()
+        .to_string();
+    let gopkg = "# This file is autogenerated, do not edit; changes may be undone by the next 'dep ensure'.\n\n\
+                 [[projects]]\n  name = \"github.com/pkg/errors\"\n  packages = [\".\"]\n  \
+                 revision = \"645ef00459ed84a119197bfb8d8205042c6df63d\"\n  version = \"v0.8.0\"\n\n\
+                 [solve-meta]\n  analyzer-name = \"dep\"\n  analyzer-version = 1\n  solver-name = \"gps-cdcl\"\n  solver-version = 1\n";
+    let rebar = "{\"1.2.0\",\n[{<<\"cowlib\">>,{pkg,<<\"cowlib\">>,<<\"2.12.1\">>},1},\n \
+                 {<<\"ranch\">>,{pkg,<<\"ranch\">>,<<\"1.8.0\">>},1}]}.\n[\n{pkg_hash,[\n \
+                 {<<\"cowlib\">>, <<\"A9FA9A625F1D2025FE6B462CB865881329B5CAFF8F1854D1CBC9F9533F00E1E1\">>}]}\n].\n";
+    let pins = "# generated by rye\n# use `rye lock` or `rye sync` to update this lockfile\n\
+                anyio==4.2.0\n    # via httpx\ncertifi==2023.11.17\n    # via httpx\nidna==3.6\n";
+    let data = [
+        // the real names: on the deny list
+        ("Gopkg.lock", gopkg),
+        ("rebar.lock", rebar),
+        ("requirements.lock", pins),
+        // the same content under names that are not: kept by the content rule
+        ("deps.lock", gopkg),
+        ("terms.lock", rebar),
+        ("pins.lock", pins),
+    ];
+    for (name, content) in data {
+        std::fs::write(d.join(name), content).unwrap();
+        age(&d.join(name), 7200);
+    }
+    // a PID first, then more: not a record (the old rule read the first line)
+    std::fs::write(d.join("pid-and-more.lock"), format!("{dead}\nworker 3\n")).unwrap();
+    age(&d.join("pid-and-more.lock"), 7200);
+    // owner records naming a dead PID: removed whatever their age
+    let records = [
+        ("pid.lock", format!("{dead}\n")),
+        ("hostpid.lock", format!("{host}:{dead}\n")),
+        (
+            "kv.lock",
+            format!("pid={dead}\nhost={host}\nstarted=2026-01-01\n"),
+        ),
+        (
+            "json.lock",
+            format!("{{\"pid\": {dead}, \"hostname\": \"{host}\"}}\n"),
+        ),
+    ];
+    for (name, content) in &records {
+        std::fs::write(d.join(name), content).unwrap();
+    }
+    // an owner record of another host: its PID means nothing here
+    std::fs::write(
+        d.join("elsewhere.lock"),
+        format!("elsewhere.invalid:{dead}\n"),
+    )
+    .unwrap();
+    age(&d.join("elsewhere.lock"), 7200);
+
+    let out = sweep_telling_why(&["--path", &path_arg(d), "--no-sockets"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let mut removed: Vec<&str> = stdout.lines().collect();
+    removed.sort();
+    let mut want: Vec<String> = records
+        .iter()
+        .map(|(n, _)| format!("removed {}: pid {dead} is dead", d.join(n).display()))
+        .collect();
+    want.sort();
+    assert_eq!(removed, want, "{stdout}");
+    for (name, _) in &records {
+        assert!(!exists(&d.join(name)), "{name} is still there");
+    }
+    for name in ["deps.lock", "terms.lock", "pins.lock", "pid-and-more.lock"] {
+        let line = kept_line(&stderr, &d.join(name));
+        assert!(line.contains("not an owner record"), "{line}");
+    }
+    assert!(
+        kept_line(&stderr, &d.join("elsewhere.lock")).contains("on host elsewhere.invalid"),
+        "{stderr}"
+    );
+    for (name, content) in data {
+        assert_eq!(
+            std::fs::read_to_string(d.join(name)).unwrap(),
+            content,
+            "{name} was touched"
+        );
+    }
+
+    // the operator opts in: the data-like files are judged by age (and
+    // the first line's PID); the deny list still holds
+    let out = sweep(&["--path", &path_arg(d), "--no-sockets", "--any-content"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let mut removed: Vec<&str> = stdout.lines().collect();
+    removed.sort();
+    assert_eq!(removed.len(), 4, "{stdout}");
+    for (line, name) in
+        removed
+            .iter()
+            .zip(["deps.lock", "pid-and-more.lock", "pins.lock", "terms.lock"])
+    {
+        let path = d.join(name);
+        assert!(
+            line.starts_with(&format!("removed {}: ", path.display())),
+            "{stdout}"
+        );
+        assert!(!exists(&path), "{name} is still there");
+    }
+    assert!(
+        removed[0].contains("no pid in it, unchanged for 2h00m (--any-content)"),
+        "{stdout}"
+    );
+    assert!(
+        removed[1].contains(&format!("pid {dead} is dead")),
+        "{stdout}"
+    );
+    for name in [
+        "Gopkg.lock",
+        "rebar.lock",
+        "requirements.lock",
+        "elsewhere.lock",
+    ] {
+        assert!(exists(&d.join(name)), "{name} was removed");
+    }
 }
 
 #[test]

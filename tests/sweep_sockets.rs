@@ -6,21 +6,18 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{privileged, tcp_state, test_dir, text, Netns, BIN};
+use common::sockets::*;
+use common::{privileged, test_dir, text, Netns, BIN};
 
 const TIMEOUT: &str = "2s";
 /// Longer than TIMEOUT plus the state file's rounding to whole seconds.
 const APART: Duration = Duration::from_millis(3300);
-
-const TCP_ESTABLISHED: u8 = 1;
-const TCP_CLOSE: u8 = 7;
-const TCP_CLOSE_WAIT: u8 = 8;
 
 fn sweep(port: u16, state: &Path, extra: &[&str]) -> Output {
     Command::new(BIN)
@@ -41,27 +38,7 @@ fn assert_quiet(o: &Output) {
     assert_eq!((out.as_str(), err.as_str()), ("", ""));
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_state(s: &TcpStream, want: u8) -> bool {
-    common::wait_for(Duration::from_secs(5), || tcp_state(s) == want)
-}
-
-/// A server-side socket in CLOSE_WAIT on `l`: the client connected and
-/// closed. The socket and the client's address.
-fn close_wait_on(l: &TcpListener) -> (TcpStream, SocketAddr) {
-    let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-    let (s, peer) = l.accept().unwrap();
-    drop(c);
-    assert!(wait_state(&s, TCP_CLOSE_WAIT), "no CLOSE_WAIT");
-    (s, peer)
-}
+const FIVE: Duration = Duration::from_secs(5);
 
 #[test]
 fn sweeps_a_timeout_apart_destroy_the_leak_and_keep_the_rest() {
@@ -70,7 +47,7 @@ fn sweeps_a_timeout_apart_destroy_the_leak_and_keep_the_rest() {
     }
     let dir = test_dir("sweepsock");
     let state = dir.path().join("sweep.state");
-    let port = free_port();
+    let port = free_port("127.0.0.1");
     let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
     // the leak: the peer closed, the server never will
     let (leaked, leaked_peer) = close_wait_on(&l);
@@ -81,7 +58,7 @@ fn sweeps_a_timeout_apart_destroy_the_leak_and_keep_the_rest() {
     let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let (mut sender, _) = l.accept().unwrap();
     client.shutdown(Shutdown::Write).unwrap();
-    assert!(wait_state(&sender, TCP_CLOSE_WAIT));
+    assert!(wait_state(&sender, TCP_CLOSE_WAIT, FIVE));
     let reader = thread::spawn(move || {
         let mut got = Vec::new();
         let _ = client.read_to_end(&mut got);
@@ -142,6 +119,57 @@ fn sweeps_a_timeout_apart_destroy_the_leak_and_keep_the_rest() {
     assert_quiet(&sweep(port, &state, &[]));
 }
 
+/// Issue 12 item 7, as the sweep sees it: a server blocked in send()
+/// against a peer that half-closed and stopped reading has MBs in its send
+/// queue and is kept by sweeps a timeout apart; an idle CLOSE_WAIT socket
+/// on the same port, seen by the same sweeps, is destroyed by the second.
+#[test]
+fn writer_blocked_against_a_zero_window_is_kept() {
+    if !privileged() {
+        return;
+    }
+    let dir = test_dir("sweepblocked");
+    let state = dir.path().join("sweep.state");
+    let port = free_port("127.0.0.1");
+    let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let mut blocked = BlockedWriter::start(&l);
+    let (control, control_peer) = close_wait_on(&l);
+    assert_quiet(&sweep(port, &state, &[]));
+    thread::sleep(APART);
+    let out = sweep(port, &state, &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.starts_with(&format!(
+            "destroyed CLOSE_WAIT socket 127.0.0.1:{port} -> {control_peer} "
+        )),
+        "{stdout}"
+    );
+    assert_eq!(tcp_state(&control), TCP_CLOSE);
+    blocked.assert_blocked();
+    // the kept one is remembered, not forgotten
+    let remembered = std::fs::read_to_string(&state).unwrap();
+    assert!(
+        remembered.contains(&blocked.peer.to_string()),
+        "{remembered}"
+    );
+    // the peer reads it all: idle now, destroyed a timeout later
+    blocked.drain().unwrap();
+    assert_quiet(&sweep(port, &state, &[]));
+    thread::sleep(APART);
+    let out = sweep(port, &state, &[]);
+    assert!(
+        text(&out).0.starts_with(&format!(
+            "destroyed CLOSE_WAIT socket 127.0.0.1:{port} -> {} ",
+            blocked.peer
+        )),
+        "{:?}",
+        text(&out)
+    );
+    assert_eq!(tcp_state(&blocked.server), TCP_CLOSE);
+}
+
 #[test]
 fn first_run_never_destroys_and_dry_run_destroys_nothing() {
     if !privileged() {
@@ -149,7 +177,7 @@ fn first_run_never_destroys_and_dry_run_destroys_nothing() {
     }
     let dir = test_dir("sweepsockdry");
     let state = dir.path().join("sweep.state");
-    let port = free_port();
+    let port = free_port("127.0.0.1");
     let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
     let (s, peer) = close_wait_on(&l);
     // in CLOSE_WAIT longer than the timeout already, but never seen: kept
@@ -183,7 +211,7 @@ fn close_wait_in_another_namespace_is_destroyed() {
     let state = dir.path().join("sweep.state");
     let ns = Netns::new("sweep");
     // a port nobody uses on the host either, so no other test's scope
-    let port = free_port();
+    let port = free_port("127.0.0.1");
     let inode = ns.run(|| {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino()

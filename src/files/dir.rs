@@ -93,8 +93,9 @@ impl LockDir {
         })
     }
 
-    /// The first bytes of the file (enough for a PID line). Opened without
-    /// following a symlink and without blocking on a FIFO; closed at once.
+    /// The first bytes of the file: a small owner file whole, and one byte
+    /// more (so a caller can tell it was whole). Opened without following
+    /// a symlink and without blocking on a FIFO; closed at once.
     pub fn read_head(&self, name: &OsStr) -> io::Result<Vec<u8>> {
         let fd = openat(
             Some(self.dir.as_raw_fd()),
@@ -109,7 +110,7 @@ impl LockDir {
         // SAFETY: a fresh descriptor from openat.
         let file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
         let mut buf = Vec::with_capacity(64);
-        file.take(64).read_to_end(&mut buf)?;
+        file.take(SMALL_OWNER_FILE + 1).read_to_end(&mut buf)?;
         Ok(buf)
     }
 

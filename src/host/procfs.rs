@@ -325,8 +325,23 @@ pub fn held_locks() -> Vec<HeldLock> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Root, or skip; a skip is a failure under EGHOSTBUSTER_REQUIRE_BPF=1
+    /// (CI), as for the privileged end-to-end tests.
+    pub(crate) fn privileged(what: &str) -> bool {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            return true;
+        }
+        assert!(
+            std::env::var("EGHOSTBUSTER_REQUIRE_BPF").as_deref() != Ok("1"),
+            "EGHOSTBUSTER_REQUIRE_BPF=1 but not root: {what} needs root"
+        );
+        eprintln!("skipped: {what} needs root");
+        false
+    }
 
     #[test]
     fn stat_with_odd_comm() {
@@ -411,7 +426,6 @@ mod tests {
         assert_eq!(parse_nspid(t), Some(vec![4242, 17, 3]));
         assert_eq!(parse_nspid("NSpid:\t9\n"), Some(vec![9]));
         assert_eq!(parse_nspid("Name: x\n"), None);
-        assert!(in_initial_pid_ns() || !in_initial_pid_ns());
         let me = std::process::id();
         let ns = ns_of(me, "pid").unwrap();
         if in_initial_pid_ns() {
@@ -419,6 +433,63 @@ mod tests {
         }
         let mnt = ns_of(me, "mnt").unwrap();
         assert_eq!(procs_in_mnt_ns(mnt, &[me]).first(), Some(&me));
+    }
+
+    /// The kernel's own answer: the initial PID namespace has the fixed
+    /// inode PROC_PID_INIT_INO (include/linux/proc_ns.h).
+    fn kernel_says_initial() -> bool {
+        use std::os::unix::fs::MetadataExt;
+        const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
+        fs::metadata("/proc/self/ns/pid").unwrap().ino() == PROC_PID_INIT_INO
+    }
+
+    #[test]
+    fn initial_pid_namespace_as_the_kernel_says() {
+        assert_eq!(in_initial_pid_ns(), kernel_says_initial());
+    }
+
+    /// In a new PID namespace (a grandchild, after unshare(CLONE_NEWPID)),
+    /// the answer is no, whatever it is here.
+    #[test]
+    fn not_the_initial_pid_namespace_inside_a_new_one() {
+        if !privileged("unshare(CLONE_NEWPID)") {
+            return;
+        }
+        // SAFETY: the children call only unshare, fork, waitpid, a /proc
+        // read and _exit; glibc keeps malloc usable after fork.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0);
+        if child == 0 {
+            let code = unsafe {
+                if libc::unshare(libc::CLONE_NEWPID) != 0 {
+                    3
+                } else {
+                    let inner = libc::fork();
+                    if inner == 0 {
+                        let answer = in_initial_pid_ns() || kernel_says_initial();
+                        libc::_exit(if answer { 1 } else { 0 });
+                    }
+                    let mut st = 0;
+                    libc::waitpid(inner, &mut st, 0);
+                    if libc::WIFEXITED(st) {
+                        libc::WEXITSTATUS(st)
+                    } else {
+                        4
+                    }
+                }
+            };
+            unsafe { libc::_exit(code) };
+        }
+        let mut st = 0;
+        // SAFETY: our own child.
+        unsafe { libc::waitpid(child, &mut st, 0) };
+        assert!(libc::WIFEXITED(st), "wait status {st:#x}");
+        match libc::WEXITSTATUS(st) {
+            0 => {}
+            1 => panic!("in_initial_pid_ns() said yes inside a new PID namespace"),
+            3 => panic!("unshare(CLONE_NEWPID) failed as root"),
+            c => panic!("the child in the new PID namespace ended with {c}"),
+        }
     }
 
     #[test]

@@ -184,7 +184,7 @@ impl Class for Locks {
         let s = sweep_locks(
             &matcher,
             &args.scope.paths,
-            args.min_age,
+            args.evidence,
             args.switches.dry_run,
             out,
             err,

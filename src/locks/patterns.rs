@@ -11,6 +11,8 @@ pub const DEFAULT_INCLUDES: &[&str] = &["*.lock", "*.lck"];
 
 /// Well-known files that end in `.lock` but are not locks: lockfiles of
 /// package managers, committed to repositories and rewritten by builds.
+/// File-name globs (`requirements*.lock`); each checked against its tool's
+/// documentation.
 pub const DENY_LIST: &[&str] = &[
     "Cargo.lock",
     "yarn.lock",
@@ -41,6 +43,19 @@ pub const DENY_LIST: &[&str] = &[
     "gradle.lockfile",
     "pnpm-lock.yaml",
     "package-lock.json",
+    // Go: dep (its LockName), Glide
+    "Gopkg.lock",
+    "glide.lock",
+    // Erlang: rebar3
+    "rebar.lock",
+    // Python: Rye (requirements.lock, requirements-dev.lock), dmenv; Helm 2
+    // charts (requirements.lock)
+    "requirements*.lock",
+    // Helmfile (helmfile deps), Devbox, Nimble, Spago (PureScript)
+    "helmfile.lock",
+    "devbox.lock",
+    "nimble.lock",
+    "spago.lock",
 ];
 
 /// The kernel's name pre-filter holds at most this many suffixes of at most
@@ -78,6 +93,7 @@ pub struct LockMatcher {
     exclude_name: GlobSet,
     exclude_path: GlobSet,
     include_globs: Vec<String>,
+    deny: GlobSet,
     scope: Vec<PathBuf>,
 }
 
@@ -122,12 +138,15 @@ impl LockMatcher {
         all.extend(includes.iter().cloned());
         let (include_name, include_path) = build_sets(&all)?;
         let (exclude_name, exclude_path) = build_sets(excludes)?;
+        let deny: Vec<String> = DENY_LIST.iter().map(|s| s.to_string()).collect();
+        let (deny, _) = build_sets(&deny)?;
         Ok(Self {
             include_name,
             include_path,
             exclude_name,
             exclude_path,
             include_globs: all,
+            deny,
             scope: scope.to_vec(),
         })
     }
@@ -146,7 +165,7 @@ impl LockMatcher {
         if !(self.include_name.is_match(name) || self.include_path.is_match(path)) {
             return Match::NotLockName;
         }
-        if DENY_LIST.iter().any(|d| OsStr::new(d) == name) {
+        if self.deny.is_match(name) {
             return Match::Denied;
         }
         if self.exclude_name.is_match(name) || self.exclude_path.is_match(path) {
@@ -225,6 +244,32 @@ mod tests {
         assert_eq!(lm.classify(Path::new("/var/db/db.lck")), Match::Candidate);
         assert_eq!(lm.classify(Path::new("/src/Cargo.lock")), Match::Denied);
         assert_eq!(lm.classify(Path::new("/src/yarn.lock")), Match::Denied);
+        for name in [
+            "Gopkg.lock",
+            "glide.lock",
+            "rebar.lock",
+            "requirements.lock",
+            "requirements-dev.lock",
+            "helmfile.lock",
+            "devbox.lock",
+            "nimble.lock",
+            "spago.lock",
+            "pdm.lock",
+            "pixi.lock",
+            "deno.lock",
+        ] {
+            let p = PathBuf::from("/src").join(name);
+            assert_eq!(lm.classify(&p), Match::Denied, "{name}");
+        }
+        // names are matched whole: a lock that only contains one is a lock
+        assert_eq!(
+            lm.classify(Path::new("/src/my-rebar.lock")),
+            Match::Candidate
+        );
+        assert_eq!(
+            lm.classify(Path::new("/src/requirements")),
+            Match::NotLockName
+        );
         assert_eq!(lm.classify(Path::new("/src/lock")), Match::NotLockName);
         assert_eq!(lm.classify(Path::new("/src/x.locked")), Match::NotLockName);
         assert_eq!(lm.classify(Path::new("/")), Match::NotLockName);

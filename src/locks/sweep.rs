@@ -3,6 +3,13 @@
 //! the PID they name is dead (or, with no PID, when unchanged for
 //! `--min-age`), by the daemon's own checks and atomic removal. Prints one
 //! line per action and nothing otherwise, so cron mails only then.
+//!
+//! The sweep never saw these files being created, so it has no evidence
+//! that they are locks at all: it judges only a file that is empty or whose
+//! whole content is an owner record (a PID, `host:PID`, a short
+//! `key=value` or JSON record with a pid). Anything else (`Gopkg.lock`'s
+//! TOML, `rebar.lock`'s Erlang terms, a pins file) is data and is kept,
+//! unless the operator opts in with `--any-content`.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -10,8 +17,69 @@ use std::time::{Duration, SystemTime};
 
 use crate::files::dir;
 use crate::files::removal::{self, Outcome, Shape, Target};
-use crate::files::verdict::PidInFile;
+use crate::files::verdict::{self, Content, PidInFile, OWNER_RECORD_MAX};
 use crate::locks::patterns::{LockMatcher, Match};
+
+/// What lets the sweep remove a lock file whose creation it never saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoEvidence {
+    /// A file with no PID in it goes only when unchanged this long.
+    pub min_age: Duration,
+    /// Judge files whose content is not an owner record too: by the PID on
+    /// their first line, or by their age.
+    pub any_content: bool,
+}
+
+/// What a file's content lets the sweep do, before /proc is asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Claim {
+    /// Empty: judged by its age.
+    Empty,
+    /// No owner record, judged anyway (`--any-content`): by its first
+    /// line's PID if any, else by its age.
+    AnyContent(Option<u32>),
+    /// An owner record naming this PID on this host.
+    Owner(u32),
+    /// Kept, and why.
+    Keep(String),
+}
+
+/// The content rule, pure: `head` is the file's first bytes (more than
+/// OWNER_RECORD_MAX when the file is larger), `size` its size, `host` this
+/// host's name.
+fn claim(head: &[u8], size: u64, rule: &NoEvidence, host: &[u8]) -> Claim {
+    let whole = size <= OWNER_RECORD_MAX as u64 && head.len() as u64 == size;
+    let content = if whole {
+        verdict::parse_owner_record(head)
+    } else {
+        Content::Other
+    };
+    match content {
+        Content::Empty => Claim::Empty,
+        Content::Owner {
+            pid,
+            host: Some(named),
+        } if !verdict::same_host(named, host) => Claim::Keep(format!(
+            "names pid {pid} on host {}, not this one",
+            String::from_utf8_lossy(named)
+        )),
+        Content::Owner { pid, .. } => Claim::Owner(pid),
+        Content::Other if rule.any_content => {
+            Claim::AnyContent(verdict::parse_pid_line(head))
+        }
+        Content::Other => Claim::Keep(
+            "its content is not an owner record (a PID, host:PID, or a short key=value or JSON record with a pid): no evidence it is a lock (--any-content judges it anyway)"
+                .into(),
+        ),
+    }
+}
+
+/// This host's name, as owner records write it.
+fn hostname() -> Vec<u8> {
+    std::fs::read("/proc/sys/kernel/hostname")
+        .map(|h| h.trim_ascii().to_vec())
+        .unwrap_or_default()
+}
 
 /// Directory depth the walk goes to under each `--path`.
 const MAX_DEPTH: usize = 64;
@@ -52,13 +120,14 @@ fn walk(root: &Path, matcher: &LockMatcher, out: &mut Vec<PathBuf>, errors: &mut
     }
 }
 
-fn why(pid: PidInFile, age: Duration) -> String {
+fn why(pid: PidInFile, age: Duration, claim: &Claim) -> String {
     match pid {
         PidInFile::Dead(p) => format!("pid {p} is dead"),
         PidInFile::Reused(p) => {
             format!("pid {p} belongs to a process started after the file was written")
         }
-        _ => format!("no pid in it, unchanged for {}", human(age)),
+        _ if *claim == Claim::Empty => format!("empty, unchanged for {}", human(age)),
+        _ => format!("no pid in it, unchanged for {} (--any-content)", human(age)),
     }
 }
 
@@ -75,7 +144,7 @@ pub fn human(d: Duration) -> String {
 pub fn sweep_locks(
     matcher: &LockMatcher,
     paths: &[PathBuf],
-    min_age: Duration,
+    rule: impl Into<NoEvidence>,
     dry_run: bool,
     out: &mut dyn Write,
     err: &mut dyn Write,
@@ -90,6 +159,8 @@ pub fn sweep_locks(
         let _ = writeln!(err, "eghostbuster: {e}");
         summary.failed += 1;
     }
+    let rule = rule.into();
+    let host = hostname();
     let me = [std::process::id()];
     let now = SystemTime::now();
     for chunk in files.chunks(BATCH) {
@@ -105,22 +176,38 @@ pub fn sweep_locks(
             if !st.regular {
                 continue;
             }
-            let head = dir.read_head(dir.name()).unwrap_or_default();
-            let pid = removal::judge_pid(
-                crate::files::verdict::parse_pid_line(&head),
-                true,
-                &[],
-                st.mtime_ns,
-            );
+            let Ok(head) = dir.read_head(dir.name()) else {
+                log::debug!("kept {}: cannot read it", path.display());
+                continue;
+            };
+            let claim = claim(&head, st.size, &rule, &host);
+            let pid = match claim {
+                Claim::Keep(ref keep) => {
+                    log::debug!("kept {}: {keep}", path.display());
+                    continue;
+                }
+                Claim::Owner(p) | Claim::AnyContent(Some(p)) => Some(p),
+                Claim::Empty | Claim::AnyContent(None) => None,
+            };
+            let pid = removal::judge_pid(pid, true, &[], st.mtime_ns);
             let mtime = SystemTime::UNIX_EPOCH + Duration::from_nanos(st.mtime_ns.max(0) as u64);
             let age = now.duration_since(mtime).unwrap_or_default();
             let stale = match pid {
                 PidInFile::Dead(_) | PidInFile::Reused(_) => true,
-                PidInFile::NoPid => age >= min_age,
+                PidInFile::NoPid => age >= rule.min_age,
                 PidInFile::Alive(_) | PidInFile::Uninterpretable => false,
             };
-            if stale {
-                reasons.push((path.clone(), why(pid, age)));
+            if !stale {
+                log::debug!(
+                    "kept {}: {}",
+                    path.display(),
+                    match pid {
+                        PidInFile::Alive(p) => format!("names live pid {p}"),
+                        _ => format!("unchanged for {} only (--min-age)", human(age)),
+                    }
+                );
+            } else {
+                reasons.push((path.clone(), why(pid, age, &claim)));
                 targets.push(Target {
                     dir,
                     file: st.id,
@@ -162,6 +249,43 @@ mod tests {
         assert_eq!(human(Duration::from_secs(5)), "5s");
         assert_eq!(human(Duration::from_secs(600)), "10m");
         assert_eq!(human(Duration::from_secs(3 * 3600 + 12 * 60)), "3h12m");
+    }
+
+    #[test]
+    fn content_rule() {
+        let strict = NoEvidence {
+            min_age: Duration::from_secs(3600),
+            any_content: false,
+        };
+        let any = NoEvidence {
+            any_content: true,
+            ..strict
+        };
+        let c = |head: &[u8], rule: &NoEvidence| claim(head, head.len() as u64, rule, b"web1");
+        assert_eq!(c(b"", &strict), Claim::Empty);
+        assert_eq!(c(b"4242\n", &strict), Claim::Owner(4242));
+        assert_eq!(c(b"web1.example.org:4242\n", &strict), Claim::Owner(4242));
+        assert_eq!(c(b"pid=4242\nhost=web1\n", &strict), Claim::Owner(4242));
+        assert_eq!(c(br#"{"pid":4242}"#, &strict), Claim::Owner(4242));
+        assert!(
+            matches!(c(b"web2:4242", &strict), Claim::Keep(k) if k.contains("on host web2")),
+            "another host's pid"
+        );
+        let toml = b"[[projects]]\n  name = \"github.com/pkg/errors\"\n";
+        assert!(matches!(c(toml, &strict), Claim::Keep(k) if k.contains("not an owner record")));
+        assert_eq!(c(toml, &any), Claim::AnyContent(None));
+        // --any-content: the old rule, a PID on the first line
+        assert_eq!(c(b"4242\nworker\n", &any), Claim::AnyContent(Some(4242)));
+        assert!(matches!(c(b"4242\nworker\n", &strict), Claim::Keep(_)));
+        // a file larger than what was read is never whole: data
+        assert!(matches!(
+            claim(b"4242\n", 9000, &strict, b"web1"),
+            Claim::Keep(_)
+        ));
+        assert_eq!(
+            claim(b"4242\n", 9000, &any, b"web1"),
+            Claim::AnyContent(Some(4242))
+        );
     }
 
     #[test]

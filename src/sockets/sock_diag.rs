@@ -446,9 +446,7 @@ mod tests {
     #[test]
     fn destroys_only_the_socket_with_that_cookie() {
         use std::net::{TcpListener, TcpStream};
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: SOCK_DESTROY needs CAP_NET_ADMIN");
+        if !crate::host::procfs::tests::privileged("SOCK_DESTROY (CAP_NET_ADMIN)") {
             return;
         }
         let l = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -8,6 +8,11 @@
 #   tests/vm/run.sh              # default matrix: 6.1 6.12
 #   tests/vm/run.sh 6.1          # one series (the newest cloud kernel of it)
 #   tests/vm/run.sh linux-image-6.1.0-56-cloud-amd64   # an exact package
+#   tests/vm/run.sh --judge CONSOLE_LOG [LIST]  # re-judge a console log
+#
+# A kernel passes only when the guest ran to its end (EGB-DONE), every test
+# binary of the list reported exactly one result and every result is PASS,
+# and the agent started in the guest stopped cleanly (exit status 0).
 #
 # As root. Needs /dev/kvm. Installs qemu-system-x86 when missing (it also
 # brings virtiofsd). Kernels are only downloaded (`apt-get download`) and
@@ -20,11 +25,62 @@
 #
 # Not part of scripts/test.sh or .ci/run: it takes minutes per kernel.
 # Environment: CARGO_TARGET_DIR (default: target/), VM_TIMEOUT (seconds per
-# kernel, default 900), VM_MEM (default 3G), VM_CPUS (default 2),
+# kernel, default 1800), VM_MEM (default 3G), VM_CPUS (default 2),
 # VM_SKIP_BUILD=1 (reuse the last build's list of test binaries).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
+here=$PWD
 cd "$repo"
+
+# ---- verdict --------------------------------------------------------------
+# judge LOG LIST: print the verdict for one kernel's console log against the
+# list of test binaries ("kind:name path" lines); exit 0 for PASS.
+judge() {
+    local log=$1 list=$2 console results name expected=0 missing=() dup=() fails=0 why=()
+    console=$(tr -d '\r' <"$log")
+    results=$(grep '^EGB-RESULT ' <<<"$console" || true)
+    while read -r name _; do
+        [ -n "$name" ] || continue
+        expected=$((expected + 1))
+        case $(grep -c "^EGB-RESULT $name " <<<"$results" || true) in
+        0) missing+=("$name") ;;
+        1) ;;
+        *) dup+=("$name") ;;
+        esac
+    done <"$list"
+    fails=$(grep -c '^EGB-RESULT [^ ]* FAIL ' <<<"$results" || true)
+    local got agent done_n
+    got=$(grep -c . <<<"$results" || true)
+    agent=$(sed -n 's/^EGB-AGENT-EXIT //p' <<<"$console" | tail -1)
+    done_n=$(sed -n 's/^EGB-DONE *//p' <<<"$console" | tail -1)
+    if ! grep -q '^EGB-DONE' <<<"$console"; then
+        why+=("no EGB-DONE: the guest did not run to its end")
+    elif [ -n "$done_n" ] && [ "$done_n" != "$expected" ]; then
+        why+=("the guest ran $done_n test binaries, the list has $expected")
+    fi
+    [ "$expected" -gt 0 ] || why+=("the list of test binaries is empty")
+    [ "$fails" -eq 0 ] || why+=("$fails test binaries failed")
+    [ ${#missing[@]} -eq 0 ] || why+=("${#missing[@]} of $expected reported no result: ${missing[*]}")
+    [ ${#dup[@]} -eq 0 ] || why+=("more than one result: ${dup[*]}")
+    [ "$got" -eq "$expected" ] || why+=("$got results for $expected test binaries")
+    [ "$agent" = 0 ] || why+=("the agent in the guest exited with ${agent:-no status}, not 0")
+    if [ ${#why[@]} -eq 0 ]; then
+        echo "PASS ($expected of $expected test binaries)"
+        return 0
+    fi
+    local joined
+    joined=$(printf '%s; ' "${why[@]}")
+    echo "FAIL (${joined%; })"
+    return 1
+}
+
+if [ "${1:-}" = --judge ]; then
+    cd "$here"
+    [ -r "${2:-}" ] || { echo "run.sh: --judge CONSOLE_LOG [LIST]" >&2; exit 2; }
+    judge "$2" "${3:-$repo/target/vm/test-binaries}"
+    exit
+fi
+
 [ "$(id -u)" = 0 ] || { echo "run.sh: needs root (kvm, virtiofsd, mounts)" >&2; exit 2; }
 # KVM when it can boot a stock kernel. Some hosts expose /dev/kvm through PVM
 # (kvm_pvm, nested virtualization by page-table shadowing): it boots only
@@ -48,7 +104,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
 vm=$repo/target/vm              # cache: debs, unpacked kernels, initramfs, logs
 mem=${VM_MEM:-3G}
 cpus=${VM_CPUS:-2}
-limit=${VM_TIMEOUT:-900}
+limit=${VM_TIMEOUT:-1800}
 mkdir -p "$vm/debs" "$vm/kernels" "$vm/logs"
 
 # ---- host tools -----------------------------------------------------------
@@ -228,21 +284,12 @@ run_kernel() {
     rm -rf "$tmp"
 
     # the guest's verdicts (tr: the serial console ends lines with \r\n)
-    local results features ready fails fentry
+    local results features ready fentry verdict
     results=$(tr -d '\r' <"$log" | grep '^EGB-RESULT ' || true)
     features=$(tr -d '\r' <"$log" | sed -n 's/^EGB-FEATURES //p' | tail -1)
     fentry=$(tr -d '\r' <"$log" | sed -n 's/^EGB-FENTRY //p' | tail -1)
     ready=$(tr -d '\r' <"$log" | sed -n 's/^EGB-READY //p' | tail -1)
-    fails=$(echo "$results" | grep -c ' FAIL ' || true)
-    if ! tr -d '\r' <"$log" | grep -q '^EGB-DONE'; then
-        verdict="INCOMPLETE (no EGB-DONE; see $log)"
-        overall=1
-    elif [ "$fails" -gt 0 ]; then
-        verdict="FAIL ($fails test binaries)"
-        overall=1
-    else
-        verdict="PASS"
-    fi
+    verdict=$(judge "$log" "$list") || overall=1
     summary+=("$kver: $verdict in $((SECONDS - t1))s ($accel)")
     summary+=("  ready:    ${ready:-?}")
     summary+=("  features: ${features:-?}")
