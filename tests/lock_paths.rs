@@ -181,6 +181,46 @@ fn lock_directory_holding_other_data_is_kept() {
     assert!(exists(&lock.join("pid")));
 }
 
+/// A lock directory holding one small file that is not an owner record
+/// (`echo data > dir.lock/keep.db`) is data: kept. In the same window, one
+/// holding a `pid=N` record is removed.
+#[test]
+fn lock_directory_with_one_data_file_is_kept() {
+    if !privileged() {
+        return;
+    }
+    let dir = test_dir("mkdirone");
+    let agent = agent_for(dir.path(), &[]);
+    let mut procs = Procs::default();
+    let data_lock = dir.path().join("db.lock");
+    let record_lock = dir.path().join("job.lock");
+    let (d, keep) = (cstr(&data_lock), cstr(&data_lock.join("keep.db")));
+    let (r, rec) = (cstr(&record_lock), cstr(&record_lock.join("owner")));
+    let a = procs.fork(move || {
+        ok(unsafe { libc::mkdir(d.as_ptr(), 0o755) }, "mkdir");
+        create(&keep, true, b"data\n");
+        ok(unsafe { libc::mkdir(r.as_ptr(), 0o755) }, "mkdir");
+        create(
+            &rec,
+            true,
+            format!("pid={}\nhost=localhost\n", std::process::id()).as_bytes(),
+        );
+        park();
+    });
+    assert!(wait_for(PATIENCE, || exists(&data_lock.join("keep.db"))
+        && exists(&record_lock.join("owner"))));
+    assert!(agent.wait_log(&["tracking", "db.lock", "Mkdir"]));
+    assert!(agent.wait_log(&["tracking", "job.lock", "Mkdir"]));
+    procs.kill(a, libc::SIGKILL);
+    removed(&agent, &record_lock);
+    assert!(
+        agent.wait_log(&["kept", "db.lock", "keep.db is not an owner record"]),
+        "{}",
+        agent.log_text()
+    );
+    assert_eq!(std::fs::read(data_lock.join("keep.db")).unwrap(), b"data\n");
+}
+
 #[test]
 fn editor_symlink_locks_follow_the_pid_in_their_target() {
     if !privileged() {

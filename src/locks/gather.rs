@@ -4,7 +4,8 @@
 
 use crate::files::dir::{self, DirContent, LockDir};
 use crate::files::removal::Shape;
-use crate::files::verdict;
+use crate::files::verdict::{self, Content};
+use crate::host::escape::Esc;
 use crate::locks::decide::Found;
 use crate::locks::kernel::LockKind;
 use crate::locks::resolve::Root;
@@ -65,9 +66,27 @@ pub fn gather(root: &Root, lock: &Tracked) -> Gathered {
         ),
         LockKind::Mkdir => match dir.dir_content(dir.name()) {
             Ok(DirContent::Empty) => (None, Shape::Dir(None)),
-            Ok(DirContent::One { name, id, head }) => {
-                (verdict::parse_pid_line(&head), Shape::Dir(Some((name, id))))
-            }
+            // its one file must be an owner record (a PID, host:PID, a
+            // short key=value or JSON record with a pid) and nothing else:
+            // `echo data > dir.lock/keep.db` is data, and keeps it
+            Ok(DirContent::One { name, id, head }) => match verdict::parse_owner_record(&head) {
+                Content::Empty => (None, Shape::Dir(Some((name, id)))),
+                Content::Owner { host: Some(h), .. }
+                    if !verdict::same_host(h, &crate::locks::sweep::hostname()) =>
+                {
+                    other_data = Some(format!(
+                        "{} names another host ({})",
+                        Esc::os(&name),
+                        Esc(h)
+                    ));
+                    (None, Shape::Dir(None))
+                }
+                Content::Owner { pid, .. } => (Some(pid), Shape::Dir(Some((name, id)))),
+                Content::Other => {
+                    other_data = Some(format!("{} is not an owner record", Esc::os(&name)));
+                    (None, Shape::Dir(None))
+                }
+            },
             Ok(DirContent::Other(why)) => {
                 other_data = Some(why);
                 (None, Shape::Dir(None))

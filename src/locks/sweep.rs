@@ -75,7 +75,7 @@ fn claim(head: &[u8], size: u64, rule: &NoEvidence, host: &[u8]) -> Claim {
 }
 
 /// This host's name, as owner records write it.
-fn hostname() -> Vec<u8> {
+pub fn hostname() -> Vec<u8> {
     std::fs::read("/proc/sys/kernel/hostname")
         .map(|h| h.trim_ascii().to_vec())
         .unwrap_or_default()
