@@ -368,3 +368,67 @@ fn sweep_usage_errors() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
 }
+
+/// Lock directories and editor symlink locks, with no daemon: by the same
+/// rules as the daemon's (one owner-record file or none; a symlink's
+/// target naming a dead PID on this host), never followed.
+#[test]
+fn sweep_judges_lock_directories_and_symlink_locks() {
+    if !privileged() {
+        return;
+    }
+    let dir = test_dir("sweepdirs");
+    let d = dir.path();
+    let mut procs = Procs::default();
+    let dead = procs.fork(|| {});
+    procs.reap(dead);
+    let live = procs.fork(|| park());
+    let host = String::from_utf8(std::fs::read("/proc/sys/kernel/hostname").unwrap())
+        .unwrap()
+        .trim()
+        .to_string();
+    // lock directories
+    let stale_dir = d.join("stale.lock");
+    std::fs::create_dir(&stale_dir).unwrap();
+    std::fs::write(stale_dir.join("pid"), format!("{dead}\n")).unwrap();
+    let live_dir = d.join("live.lock");
+    std::fs::create_dir(&live_dir).unwrap();
+    std::fs::write(live_dir.join("pid"), format!("{live}\n")).unwrap();
+    let data_dir = d.join("data.lock");
+    std::fs::create_dir(&data_dir).unwrap();
+    std::fs::write(data_dir.join("keep.db"), "data\n").unwrap();
+    let empty_old = d.join("empty.lock");
+    std::fs::create_dir(&empty_old).unwrap();
+    age(&empty_old, 7200);
+    // editor symlink locks: user@host.PID:BOOT
+    let stale_link = d.join(".#notes.txt");
+    std::os::unix::fs::symlink(format!("me@{host}.{dead}:1"), &stale_link).unwrap();
+    let live_link = d.join(".#held.txt");
+    std::os::unix::fs::symlink(format!("me@{host}.{live}:1"), &live_link).unwrap();
+    let victim = d.join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let to_file = d.join(".#victim");
+    std::os::unix::fs::symlink(&victim, &to_file).unwrap();
+
+    let p = path_arg(d);
+    let out = sweep_telling_why(&["--no-sockets", "--path", &p, "--include", ".#*"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    for gone in [&stale_dir, &empty_old, &stale_link] {
+        assert!(!exists(gone), "{} left\n{stdout}{stderr}", gone.display());
+        assert!(
+            stdout.contains(&format!("removed {}: ", gone.display())),
+            "{stdout}"
+        );
+    }
+    for kept in [&live_dir, &data_dir, &live_link, &to_file] {
+        assert!(exists(kept), "{} removed\n{stdout}", kept.display());
+    }
+    assert!(kept_line(&stderr, &data_dir).contains("not an owner record"));
+    assert!(kept_line(&stderr, &to_file).contains("names no owner"));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert_eq!(
+        std::fs::read_to_string(data_dir.join("keep.db")).unwrap(),
+        "data\n"
+    );
+}

@@ -15,9 +15,10 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::files::dir;
+use crate::files::dir::{self, DirContent};
 use crate::files::removal::{self, Outcome, Shape, Target};
 use crate::files::verdict::{self, Content, PidInFile, OWNER_RECORD_MAX};
+use crate::host::escape::Esc;
 use crate::locks::patterns::{LockMatcher, Match};
 
 /// What lets the sweep remove a lock file whose creation it never saw.
@@ -74,6 +75,27 @@ fn claim(head: &[u8], size: u64, rule: &NoEvidence, host: &[u8]) -> Claim {
     }
 }
 
+/// An editor-style symlink lock's target, `user@host.PID:BOOT` (never
+/// followed): its PID on this host, or kept.
+fn symlink_claim(target: &[u8], host: &[u8]) -> Claim {
+    let Some(pid) = verdict::parse_symlink_owner(target) else {
+        return Claim::Keep("its target names no owner (user@host.PID)".into());
+    };
+    let head = target.split(|&b| b == b':').next().unwrap_or(target);
+    let before_pid = &head[..head.iter().rposition(|&b| b == b'.').unwrap_or(0)];
+    let named = before_pid
+        .iter()
+        .position(|&b| b == b'@')
+        .map_or(before_pid, |at| &before_pid[at + 1..]);
+    if !named.is_empty() && !verdict::same_host(named, host) {
+        return Claim::Keep(format!(
+            "names pid {pid} on host {}, not this one",
+            Esc(named)
+        ));
+    }
+    Claim::Owner(pid)
+}
+
 /// This host's name, as owner records write it.
 pub fn hostname() -> Vec<u8> {
     std::fs::read("/proc/sys/kernel/hostname")
@@ -93,8 +115,25 @@ pub struct Summary {
     pub failed: u64,
 }
 
-/// Lock-name files under `root`, without following symlinks.
-fn walk(root: &Path, matcher: &LockMatcher, out: &mut Vec<PathBuf>, errors: &mut Vec<String>) {
+/// What a lock name found by the walk is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Found {
+    File,
+    /// A lock directory (mkdir lock): empty, or one owner-record file.
+    Dir,
+    /// An editor-style symlink lock (`.#name` → `user@host.PID:BOOT`).
+    Symlink,
+}
+
+/// Lock names under `root`, without following symlinks: regular files,
+/// directories and symlinks (never followed); FIFOs, sockets and devices
+/// are never acted on.
+fn walk(
+    root: &Path,
+    matcher: &LockMatcher,
+    out: &mut Vec<(PathBuf, Found)>,
+    errors: &mut Vec<String>,
+) {
     let mut stack = vec![(root.to_path_buf(), 0usize)];
     while let Some((dir, depth)) = stack.pop() {
         let entries = match std::fs::read_dir(&dir) {
@@ -108,13 +147,18 @@ fn walk(root: &Path, matcher: &LockMatcher, out: &mut Vec<PathBuf>, errors: &mut
         for entry in entries.flatten() {
             let Ok(ft) = entry.file_type() else { continue };
             let path = entry.path();
+            let candidate = matcher.classify(&path) == Match::Candidate;
             if ft.is_dir() {
+                if candidate {
+                    out.push((path.clone(), Found::Dir));
+                }
                 if depth < MAX_DEPTH {
                     stack.push((path, depth + 1));
                 }
-            } else if ft.is_file() && matcher.classify(&path) == Match::Candidate {
-                // regular files only: symlinks, FIFOs and sockets are never acted on
-                out.push(path);
+            } else if candidate && ft.is_file() {
+                out.push((path, Found::File));
+            } else if candidate && ft.is_symlink() {
+                out.push((path, Found::Symlink));
             }
         }
     }
@@ -166,21 +210,51 @@ pub fn sweep_locks(
     for chunk in files.chunks(BATCH) {
         let mut targets = Vec::new();
         let mut reasons = Vec::new();
-        for path in chunk {
+        for (path, found) in chunk {
             let Ok(dir) = dir::open_parent(path) else {
                 continue; // gone, or a symlink on its path: not ours to touch
             };
             let Ok(st) = dir.stat(dir.name()) else {
                 continue;
             };
-            if !st.regular {
-                continue;
-            }
-            let Ok(head) = dir.read_head(dir.name()) else {
-                log::debug!("kept {}: cannot read it", path.display());
-                continue;
+            let (claim, shape) = match found {
+                Found::File if st.regular => match dir.read_head(dir.name()) {
+                    Ok(head) => (claim(&head, st.size, &rule, &host), Shape::File),
+                    Err(_) => {
+                        log::debug!("kept {}: cannot read it", path.display());
+                        continue;
+                    }
+                },
+                Found::Dir if st.dir => match dir.dir_content(dir.name()) {
+                    Ok(DirContent::Empty) => (Claim::Empty, Shape::Dir(None)),
+                    Ok(DirContent::One { name, id, head }) => {
+                        // the file's whole content must be an owner record
+                        let c = claim(
+                            &head,
+                            head.len() as u64,
+                            &NoEvidence {
+                                any_content: false,
+                                ..rule
+                            },
+                            &host,
+                        );
+                        (c, Shape::Dir(Some((name, id))))
+                    }
+                    Ok(DirContent::Other(why)) => (
+                        Claim::Keep(format!("the lock directory holds other data ({why})")),
+                        Shape::Dir(None),
+                    ),
+                    Err(e) => (
+                        Claim::Keep(format!("cannot read the lock directory: {e}")),
+                        Shape::Dir(None),
+                    ),
+                },
+                Found::Symlink if st.symlink => match dir.read_link(dir.name()) {
+                    Ok(target) => (symlink_claim(&target, &host), Shape::File),
+                    Err(_) => continue,
+                },
+                _ => continue, // changed kind since the walk
             };
-            let claim = claim(&head, st.size, &rule, &host);
             let pid = match claim {
                 Claim::Keep(ref keep) => {
                     log::debug!("kept {}: {keep}", path.display());
@@ -211,7 +285,7 @@ pub fn sweep_locks(
                 targets.push(Target {
                     dir,
                     file: st.id,
-                    shape: Shape::File,
+                    shape,
                     pid,
                 });
             }
@@ -249,6 +323,25 @@ mod tests {
         assert_eq!(human(Duration::from_secs(5)), "5s");
         assert_eq!(human(Duration::from_secs(600)), "10m");
         assert_eq!(human(Duration::from_secs(3 * 3600 + 12 * 60)), "3h12m");
+    }
+
+    #[test]
+    fn symlink_targets() {
+        assert_eq!(
+            symlink_claim(b"me@web1.4242:1700000000", b"web1"),
+            Claim::Owner(4242)
+        );
+        assert_eq!(
+            symlink_claim(b"me@web1.example.org.77:1", b"web1"),
+            Claim::Owner(77)
+        );
+        assert!(
+            matches!(symlink_claim(b"me@web2.4242:1", b"web1"), Claim::Keep(k) if k.contains("web2"))
+        );
+        assert!(matches!(
+            symlink_claim(b"../a/b/x.lock", b"web1"),
+            Claim::Keep(_)
+        ));
     }
 
     #[test]
@@ -304,7 +397,16 @@ mod tests {
         let mut found = Vec::new();
         let mut errors = Vec::new();
         walk(root, &m, &mut found, &mut errors);
-        assert_eq!(found, vec![root.join("a/b/x.lock")]);
+        found.sort();
+        // the symlink is found as what it is, never followed; Cargo.lock
+        // is denied, the outside y.lock never reached
+        assert_eq!(
+            found,
+            vec![
+                (root.join("a/b/x.lock"), Found::File),
+                (root.join("l.lock"), Found::Symlink)
+            ]
+        );
         assert!(errors.is_empty());
     }
 }
