@@ -245,9 +245,10 @@ impl<K: LockKernel> LockWork<K> {
             });
             return;
         };
-        log::info!("kept {path}: {keep} ({}); {}", st.comm, c.reason);
+        let comm = st.comm_lossy();
+        log::info!("kept {path}: {keep} ({comm}); {}", c.reason);
         let start_ns = st.start_ticks * (1_000_000_000 / procfs::clock_ticks_per_sec());
-        self.set_owner(c.lock.key, tgid, start_ns, st.comm, Some(c.stale.clone()));
+        self.set_owner(c.lock.key, tgid, start_ns, comm, Some(c.stale.clone()));
         // watched only now: if it died meanwhile, its exit went unseen
         if !procfs::stat(tgid).is_some_and(|s| s.alive() && s.start_ticks == st.start_ticks) {
             next.push(Work {
