@@ -126,10 +126,11 @@ mod tests {
     fn key_values_become_fields() {
         let mut obj = serde_json::Map::new();
         let path = std::path::Path::new("/tmp/a\nb.lock");
+        let field = Field::path(path);
         let kvs: [(&str, log::kv::Value<'_>); 4] = [
             ("event", log::kv::Value::from("removed")),
             ("pid", log::kv::Value::from(42u32)),
-            ("path", log::kv::ToValue::to_value(&Field::path(path))),
+            ("path", log::kv::ToValue::to_value(&field)),
             ("msg", log::kv::Value::from("not this")),
         ];
         log::kv::Source::visit(&kvs[..], &mut Fields(&mut obj)).unwrap();

@@ -224,17 +224,21 @@ pub fn build_info(features: &std::collections::BTreeMap<String, String>) -> Fami
     }
 }
 
-/// A one-shot pass's families as last-run gauges: a counter `x_total`
+/// A one-shot pass's counters as last-run gauges: the counter `x_total`
 /// of one run becomes the gauge `sweep_last_run_x` (a counter that starts
-/// from zero at every cron run would break `increase()`).
-pub fn last_run(f: Family) -> Family {
+/// from zero at every cron run would break `increase()`). Gauges and
+/// histograms of the daemon mean nothing for one pass: left out.
+pub fn last_run(f: Family) -> Option<Family> {
+    if f.kind != "counter" {
+        return None;
+    }
     let base = f.name.strip_suffix("_total").unwrap_or(&f.name).to_string();
-    Family {
+    Some(Family {
         name: format!("sweep_last_run_{base}").into(),
         kind: "gauge",
         help: f.help,
         samples: f.samples,
-    }
+    })
 }
 
 /// The process's own figures, from /proc/self (names prefixed, so that

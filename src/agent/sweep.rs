@@ -51,7 +51,7 @@ pub fn sweep(args: SweepArgs) -> Result<u8> {
         failed += summary.failed;
         acted.push((c.name(), summary.acted));
         fails.push((c.name(), summary.failed));
-        families.extend(m.families().into_iter().map(metrics::last_run));
+        families.extend(m.families().into_iter().filter_map(metrics::last_run));
     }
     if let Some(path) = &args.metrics_textfile {
         let gauge = |name: &'static str, help: &'static str, v: f64| Family {

@@ -320,27 +320,34 @@ pub fn open_holders(targets: &HashSet<FileId>, ignore: &[u32]) -> HashMap<FileId
                 && match look(pid) {
                     Look::Stat(s) => s.alive(),
                     Look::Gone => false,
-                    Look::Unknown(_) => true,
+                    Look::Unknown(e) => {
+                        log::debug!("pid {pid} counts as a holder: {e}");
+                        true
+                    }
                 }
             {
                 found.insert(id, pid);
             }
         };
         let fd_dir = format!("/proc/{pid}/fd");
-        let maps = read_bytes(Path::new(&format!("/proc/{pid}/maps")));
-        let fd_err = fs::read_dir(&fd_dir).err();
-        let blind = [fd_err.as_ref(), maps.as_ref().err()]
-            .into_iter()
-            .flatten()
-            .find(|e| !is_gone(e))
-            .map(|e| e.to_string());
-        if let Some(e) = blind {
-            // Blind to this process: it may hold any of them.
-            log::warn!("cannot inspect the open files of pid {pid}: {e}");
-            for id in targets {
-                found.entry(*id).or_insert(pid);
+        if let Err(e) = fs::read_dir(&fd_dir) {
+            if !is_gone(&e) {
+                // Blind to this process: it may hold any of them.
+                log::warn!("cannot inspect the open files of pid {pid}: {e}");
+                for id in targets {
+                    found.entry(*id).or_insert(pid);
+                }
+                continue;
             }
-            continue;
+        }
+        // Mappings: a process whose maps cannot be read (some hosts deny
+        // even root the maps of their PID 1) is judged by its descriptors
+        // alone; the BPF iterator backend sees every mapping.
+        let maps = read_bytes(Path::new(&format!("/proc/{pid}/maps")));
+        if let Err(e) = &maps {
+            if !is_gone(e) {
+                log::debug!("cannot read the mappings of pid {pid}: {e}");
+            }
         }
         for fd in numeric_dirs(Path::new(&fd_dir)) {
             // stat follows the magic link to the open file itself

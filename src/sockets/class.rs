@@ -60,6 +60,21 @@ impl Duty for SockDuty {
         }
     }
 
+    fn reload(&mut self, args: &RunArgs) {
+        // the timeout and the ports are also in the loaded programs'
+        // read-only data, which the kernel froze at load
+        let (timeout, filter) = self.work.scope();
+        let changed = args.sockets.close_wait_timeout != timeout
+            || args.sockets.ports != filter.ports
+            || args.sockets.exclude_ports != filter.exclude;
+        if changed {
+            log::warn!(
+                event = "reload_restart_needed";
+                "SIGHUP: sockets: --close-wait-timeout, --port and --exclude-port are fixed in the loaded programs: restart to apply"
+            );
+        }
+    }
+
     fn finish(&mut self) {
         log::debug!("worker, sockets: {:?}", self.work.stats);
     }
@@ -80,6 +95,21 @@ impl Class for Sockets {
 
     fn validate(&self, args: &RunArgs) -> Result<()> {
         args.sockets.filter().map_err(Usage)?;
+        Ok(())
+    }
+
+    fn require(&self, args: &RunArgs) -> Result<()> {
+        use crate::sockets::monitor::DestroyChoice;
+        // the kfunc destroys in the kernel; netlink needs CAP_NET_ADMIN
+        let netlink = !args.switches.dry_run
+            && match args.socket_destroy {
+                DestroyChoice::Netlink => true,
+                DestroyChoice::Kfunc => false,
+                DestroyChoice::Auto => !monitor::has_sock_destroy_kfunc(),
+            };
+        if netlink {
+            crate::host::sysenv::require_net_admin("the socket monitor (--socket-destroy netlink)")?;
+        }
         Ok(())
     }
 
@@ -158,9 +188,10 @@ impl Class for Sockets {
         for k in &socks {
             writeln!(
                 out,
-                "  {} -> {}  netns {}, seen {}s ago, reaper in {}s",
+                "  {} -> {}  state {}; netns {}, in CLOSE_WAIT for {}s (seen by this agent), reaper in {}s",
                 k.local.as_deref().unwrap_or("?"),
                 k.remote.as_deref().unwrap_or("?"),
+                if k.state.is_empty() { "waiting" } else { &k.state },
                 k.netns,
                 k.seen_s,
                 k.due_in_s
@@ -176,6 +207,13 @@ impl Class for Sockets {
     fn sweep_validate(&self, args: &SweepArgs) -> Result<()> {
         args.sockets.filter().map_err(Usage)?;
         sweep::prepare_state_file(&args.state_file).map_err(Usage)?;
+        Ok(())
+    }
+
+    fn sweep_require(&self, args: &SweepArgs) -> Result<()> {
+        if !args.switches.dry_run {
+            crate::host::sysenv::require_net_admin("sweep")?;
+        }
         Ok(())
     }
 
@@ -199,6 +237,9 @@ impl Class for Sockets {
         let metrics = SockMetrics::default();
         for _ in 0..s.destroyed {
             metrics.destroyed(Method::Netlink);
+        }
+        for _ in 0..s.failed {
+            metrics.failed(Method::Netlink);
         }
         Ok((
             SweepSummary {
