@@ -85,11 +85,17 @@ fn endpoint_serves_counters_after_a_removal() {
     assert!(http_get(&addr, "/healthz").contains(" 200 "));
     assert!(http_get(&addr, "/readyz").contains(" 200 "));
     let post = http_req(&addr, "POST", "/metrics");
-    assert!(post.contains(" 405 ") && post.contains("Allow: GET, HEAD"), "{post}");
+    assert!(
+        post.contains(" 405 ") && post.contains("Allow: GET, HEAD"),
+        "{post}"
+    );
     assert!(http_req(&addr, "DELETE", "/healthz").contains(" 405 "));
     let head = http_req(&addr, "HEAD", "/readyz");
     assert!(head.contains(" 200 "), "{head}");
-    assert!(body.contains("eghostbuster_build_info{version=\""), "{body}");
+    assert!(
+        body.contains("eghostbuster_build_info{version=\""),
+        "{body}"
+    );
     for family in [
         "eghostbuster_process_resident_memory_bytes ",
         "eghostbuster_process_cpu_seconds_total ",
@@ -124,10 +130,19 @@ fn promtool_check(text: &str) {
         eprintln!("promtool not found: the exposition checked by the parser only");
         return;
     };
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && said.trim().is_empty(), "promtool: {said}\n{text}");
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}\n{text}"
+    );
     eprintln!("promtool check metrics: clean");
 }
 
@@ -226,13 +241,30 @@ fn sweep_textfile_holds_last_run_gauges() {
         .arg(&prom)
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let text = std::fs::read_to_string(&prom).unwrap();
     assert!(validate(&text).is_ok(), "{:?}\n{text}", validate(&text));
-    assert!(!text.contains(" counter\n"), "a counter in a one-shot textfile:\n{text}");
-    assert!(text.contains("eghostbuster_sweep_last_run_locks_removed 1\n"), "{text}");
-    assert!(text.contains("eghostbuster_sweep_last_run_acted{class=\"locks\"} 1\n"), "{text}");
-    assert!(text.contains("eghostbuster_sweep_last_run_timestamp_seconds "), "{text}");
+    assert!(
+        !text.contains(" counter\n"),
+        "a counter in a one-shot textfile:\n{text}"
+    );
+    assert!(
+        text.contains("eghostbuster_sweep_last_run_locks_removed 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("eghostbuster_sweep_last_run_acted{class=\"locks\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("eghostbuster_sweep_last_run_timestamp_seconds "),
+        "{text}"
+    );
     promtool_check(&text);
 }
 

@@ -31,7 +31,10 @@ fn one_line_usage(o: &Output, mention: &str) {
     let err = err_of(o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err:?}");
-    assert!(err.contains(mention), "{err:?} does not mention {mention:?}");
+    assert!(
+        err.contains(mention),
+        "{err:?} does not mention {mention:?}"
+    );
     assert!(!err.contains("ready"), "{err}");
 }
 
@@ -41,7 +44,10 @@ fn clap_usage(o: &Output, mention: &str) {
     let err = err_of(o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     let first = err.lines().next().unwrap_or("");
-    assert!(first.starts_with("error: ") && first.contains(mention), "{err}");
+    assert!(
+        first.starts_with("error: ") && first.contains(mention),
+        "{err}"
+    );
     assert!(!err.contains("ready"), "{err}");
 }
 
@@ -51,7 +57,13 @@ fn durations_take_units_and_a_bare_number_names_the_fix() {
     let o = bin(&["run", "--close-wait-timeout", "5"]);
     clap_usage(&o, "write 5s");
     for good in ["1m30s", "1.5m", "1d", "500ms", "2h"] {
-        let o = bin(&["run", "--close-wait-timeout", good, "--no-locks", "--no-sockets"]);
+        let o = bin(&[
+            "run",
+            "--close-wait-timeout",
+            good,
+            "--no-locks",
+            "--no-sockets",
+        ]);
         // accepted: the refusal is about the monitors, not the duration
         one_line_usage(&o, "nothing to monitor");
     }
@@ -62,7 +74,10 @@ fn usage_errors_keep_clap_s_whole_message() {
     let o = bin(&["run", "--log-format", "jsn"]);
     let err = err_of(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("possible values") && err.contains("json"), "{err}");
+    assert!(
+        err.contains("possible values") && err.contains("json"),
+        "{err}"
+    );
     let o = bin(&["run", "--dry-rn"]);
     let err = err_of(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
@@ -79,7 +94,12 @@ fn bad_ports_and_status_files_are_refused_before_anything_starts() {
     );
     clap_usage(&bin(&["status", "--status-file", "/dev/zero"]), "/dev");
     one_line_usage(
-        &bin(&["run", "--status-file", "/nonexistent-egb/x/y.json", "--no-pin"]),
+        &bin(&[
+            "run",
+            "--status-file",
+            "/nonexistent-egb/x/y.json",
+            "--no-pin",
+        ]),
         "no such directory",
     );
     assert!(!Path::new("/nonexistent-egb").exists());
@@ -247,7 +267,11 @@ fn config_file_sighup_reload_and_signals() {
     // SIGHUP: the scope moves to b
     write(&cfg, &conf(b.path(), "[log]\nlevel = \"debug\"\n"));
     d.signal(libc::SIGHUP);
-    assert!(d.wait_log(&["SIGHUP: configuration reloaded"]), "{}", d.text());
+    assert!(
+        d.wait_log(&["SIGHUP: configuration reloaded"]),
+        "{}",
+        d.text()
+    );
     let in_a = killed_lock(&mut procs, a.path(), "a2.lock");
     let in_b = killed_lock(&mut procs, b.path(), "b.lock");
     assert!(d.wait_log(&["removed ", "b.lock"]), "{}", d.text());
@@ -304,7 +328,12 @@ fn flags_win_over_the_config_file() {
         ),
     );
     let d = Daemon::start(
-        &["--config", cfg.to_str().unwrap(), "--path", &path_arg(b.path())],
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--path",
+            &path_arg(b.path()),
+        ],
         &[],
     );
     assert!(d.wait_log(&["ready", &path_arg(b.path())]), "{}", d.text());
@@ -358,7 +387,11 @@ fn one_daemon_per_status_file() {
         status.to_str().unwrap(),
     ]);
     one_line_usage(&o, "another daemon");
-    assert!(err_of(&o).contains(&agent.pid().to_string()), "{}", err_of(&o));
+    assert!(
+        err_of(&o).contains(&agent.pid().to_string()),
+        "{}",
+        err_of(&o)
+    );
     // the first one's status file is still there
     std::thread::sleep(Duration::from_millis(300));
     assert!(exists(&status));
@@ -440,7 +473,12 @@ fn json_logs_carry_fields_and_status_shows_states_and_ages() {
     assert!(removed["msg"].as_str().unwrap().contains("odd\\tname.lock"));
     // status: a state and both ages
     std::thread::sleep(Duration::from_millis(1500));
-    let o = bin(&["status", "--status-file", status.to_str().unwrap(), "--json"]);
+    let o = bin(&[
+        "status",
+        "--status-file",
+        status.to_str().unwrap(),
+        "--json",
+    ]);
     let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let l = &doc["locks"][0];
     assert_eq!(l["path"], kept.to_str().unwrap());
@@ -464,7 +502,8 @@ fn ready_watchdog_and_stopping_reach_the_supervisor() {
     let state = test_dir("notify-state");
     let sock_path = state.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let mut d = Daemon::start(
         &[
             "--path",
@@ -533,7 +572,13 @@ impl TestUser {
     fn new() -> TestUser {
         let name = format!("egbt{}", std::process::id());
         let ok = Command::new("useradd")
-            .args(["--no-create-home", "--shell", "/bin/sh", "--user-group", &name])
+            .args([
+                "--no-create-home",
+                "--shell",
+                "/bin/sh",
+                "--user-group",
+                &name,
+            ])
             .status()
             .expect("useradd");
         assert!(ok.success(), "useradd {name}");
@@ -607,21 +652,33 @@ fn a_forged_name_is_one_line_in_the_log_and_in_sweep() {
     let about: Vec<&str> = log.lines().filter(|l| l.contains("[fake]")).collect();
     assert_eq!(about.len(), 2, "{log}"); // the debug "tracking" line, and "removed"
     assert!(
-        about.iter().all(|l| l.starts_with('[') && !l.starts_with("[fake]")),
+        about
+            .iter()
+            .all(|l| l.starts_with('[') && !l.starts_with("[fake]")),
         "{log}"
     );
     let removed = about.iter().find(|l| l.contains("] removed ")).unwrap();
-    assert!(removed.contains("x\\n[fake] removed /etc/shadow \u{2026}\\n.lock"), "{removed}");
+    assert!(
+        removed.contains("x\\n[fake] removed /etc/shadow \u{2026}\\n.lock"),
+        "{removed}"
+    );
     drop(agent);
 
     // sweep: an old empty file of that name, made by the same user
-    let mut sh = user.sh(": > \"$1\"; touch -d '2 hours ago' \"$1\"", &lock, dir.path());
+    let mut sh = user.sh(
+        ": > \"$1\"; touch -d '2 hours ago' \"$1\"",
+        &lock,
+        dir.path(),
+    );
     assert!(sh.wait().unwrap().success());
     assert!(exists(&lock));
     let o = bin(&["sweep", "--no-sockets", "--path", &path_arg(dir.path())]);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert_eq!(o.status.code(), Some(0), "{out}{}", err_of(&o));
     assert_eq!(out.lines().count(), 1, "{out:?}");
-    assert!(out.starts_with("removed ") && out.contains("x\\n[fake]"), "{out:?}");
+    assert!(
+        out.starts_with("removed ") && out.contains("x\\n[fake]"),
+        "{out:?}"
+    );
     assert!(!exists(&lock));
 }

@@ -16,7 +16,10 @@ fn cut_name_sleep(dir: &Path) -> std::path::PathBuf {
     let bin = dir.join("svc-синхронизация");
     std::fs::copy("/bin/sleep", &bin).expect("copying /bin/sleep");
     let name = bin.file_name().unwrap().as_encoded_bytes();
-    assert!(std::str::from_utf8(&name[..15]).is_err(), "not cut mid-character");
+    assert!(
+        std::str::from_utf8(&name[..15]).is_err(),
+        "not cut mid-character"
+    );
     bin
 }
 

@@ -172,7 +172,12 @@ pub fn to_args(cfg: &Config, sub: &str, given: &dyn Fn(&str) -> bool) -> Vec<Str
     );
     let ports = |v: &Option<Vec<u16>>| v.as_ref().map(|p| p.iter().map(u16::to_string).collect());
     many(&mut a, "ports", "port", ports(&s.ports));
-    many(&mut a, "exclude_ports", "exclude-port", ports(&s.exclude_ports));
+    many(
+        &mut a,
+        "exclude_ports",
+        "exclude-port",
+        ports(&s.exclude_ports),
+    );
     if run {
         switch(
             &mut a,
@@ -181,7 +186,12 @@ pub fn to_args(cfg: &Config, sub: &str, given: &dyn Fn(&str) -> bool) -> Vec<Str
             l.non_exclusive == Some(true),
         );
         let num = |v: Option<u32>| v.map(|n| n.to_string());
-        one(&mut a, "max_owners", "max-owners", num(l.max_owners).as_ref());
+        one(
+            &mut a,
+            "max_owners",
+            "max-owners",
+            num(l.max_owners).as_ref(),
+        );
         one(&mut a, "max_locks", "max-locks", num(l.max_locks).as_ref());
         one(
             &mut a,
@@ -189,7 +199,12 @@ pub fn to_args(cfg: &Config, sub: &str, given: &dyn Fn(&str) -> bool) -> Vec<Str
             "ring-buffer-size",
             l.ring_buffer_size.as_ref(),
         );
-        one(&mut a, "socket_destroy", "socket-destroy", s.destroy.as_ref());
+        one(
+            &mut a,
+            "socket_destroy",
+            "socket-destroy",
+            s.destroy.as_ref(),
+        );
         let r = &cfg.run;
         switch(&mut a, "dry_run", "dry-run", r.dry_run == Some(true));
         one(&mut a, "status_file", "status-file", r.status_file.as_ref());
@@ -210,7 +225,12 @@ pub fn to_args(cfg: &Config, sub: &str, given: &dyn Fn(&str) -> bool) -> Vec<Str
         let g = &cfg.log;
         one(&mut a, "log_format", "log-format", g.format.as_ref());
         one(&mut a, "log_level", "log-level", g.level.as_ref());
-        one(&mut a, "log_timestamp", "log-timestamp", g.timestamp.as_ref());
+        one(
+            &mut a,
+            "log_timestamp",
+            "log-timestamp",
+            g.timestamp.as_ref(),
+        );
     } else {
         one(&mut a, "min_age", "min-age", l.min_age.as_ref());
         one(&mut a, "state_file", "state-file", s.state_file.as_ref());
@@ -301,8 +321,8 @@ pub fn check(path: &Path, explicit: bool) -> Result<String, Usage> {
     };
     // sweep needs --path for lock files: a file without [locks] paths is
     // for a command line that gives them (or --no-locks)
-    let sweep_paths = cfg.locks.enabled == Some(false)
-        || cfg.locks.paths.as_ref().is_some_and(|p| !p.is_empty());
+    let sweep_paths =
+        cfg.locks.enabled == Some(false) || cfg.locks.paths.as_ref().is_some_and(|p| !p.is_empty());
     for sub in ["run", "sweep"] {
         let mut argv = vec!["eghostbuster".to_string(), sub.to_string()];
         argv.extend(to_args(&cfg, sub, &|_| false));

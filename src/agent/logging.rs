@@ -69,10 +69,7 @@ pub fn init(args: &LogArgs) {
         b.format(move |buf, record| {
             let mut obj = serde_json::Map::new();
             if ts {
-                obj.insert(
-                    "ts".into(),
-                    buf.timestamp_millis().to_string().into(),
-                );
+                obj.insert("ts".into(), buf.timestamp_millis().to_string().into());
             }
             obj.insert(
                 "level".into(),

@@ -327,12 +327,9 @@ pub fn serve(server: &tiny_http::Server, metrics: &Metrics, health: &Health, sto
                 let path = req.url().split('?').next().unwrap_or("").to_string();
                 let (code, body) = answer(req.method(), &path, metrics, health);
                 let head = *req.method() == tiny_http::Method::Head;
-                let mut resp = tiny_http::Response::from_string(if head {
-                    String::new()
-                } else {
-                    body
-                })
-                .with_status_code(code);
+                let mut resp =
+                    tiny_http::Response::from_string(if head { String::new() } else { body })
+                        .with_status_code(code);
                 if code == 405 {
                     resp.add_header(header("Allow", "GET, HEAD"));
                 }
@@ -369,7 +366,10 @@ fn answer(
         "/healthz" if health.turning() => (200, "ok\n".into()),
         "/healthz" => (503, "the worker loop is stuck\n".into()),
         _ if health.ready.load(Relaxed) => (200, "ready\n".into()),
-        _ => (503, "not ready: monitors not attached, or stopping\n".into()),
+        _ => (
+            503,
+            "not ready: monitors not attached, or stopping\n".into(),
+        ),
     }
 }
 
@@ -411,7 +411,10 @@ mod tests {
             .filter(|l| l.starts_with("# TYPE "))
             .count();
         assert_eq!((samples, types), (5, 3));
-        assert!(text.contains("eghostbuster_build_info{version=\""), "{text}");
+        assert!(
+            text.contains("eghostbuster_build_info{version=\""),
+            "{text}"
+        );
         assert!(text.contains("eghostbuster_process_resident_memory_bytes "));
         assert!(text.contains("eghostbuster_process_open_fds "));
     }
@@ -427,7 +430,10 @@ mod tests {
         assert!(text.contains("eghostbuster_lat_seconds_bucket{le=\"60\"} 1\n"));
         assert!(text.contains("eghostbuster_lat_seconds_bucket{le=\"+Inf\"} 2\n"));
         assert!(text.contains("eghostbuster_lat_seconds_count 2\n"));
-        assert!(text.contains("eghostbuster_lat_seconds_sum 100.003\n"), "{text}");
+        assert!(
+            text.contains("eghostbuster_lat_seconds_sum 100.003\n"),
+            "{text}"
+        );
         assert_eq!(label_value("a\"b\nc\\"), "a\\\"b\\nc\\\\");
     }
 

@@ -335,18 +335,33 @@ fn restart_needed(old: &RunArgs, new: &RunArgs) -> Vec<&'static str> {
         }
     };
     differs("--no-locks", old.switches.no_locks != new.switches.no_locks);
-    differs("--no-sockets", old.switches.no_sockets != new.switches.no_sockets);
+    differs(
+        "--no-sockets",
+        old.switches.no_sockets != new.switches.no_sockets,
+    );
     differs("--dry-run", old.switches.dry_run != new.switches.dry_run);
     differs("--non-exclusive", old.non_exclusive != new.non_exclusive);
     differs("--max-owners", old.max_owners != new.max_owners);
     differs("--max-locks", old.max_locks != new.max_locks);
-    differs("--ring-buffer-size", old.ring_buffer_size != new.ring_buffer_size);
+    differs(
+        "--ring-buffer-size",
+        old.ring_buffer_size != new.ring_buffer_size,
+    );
     differs("--socket-destroy", old.socket_destroy != new.socket_destroy);
-    differs("--metrics-textfile", old.metrics_textfile != new.metrics_textfile);
+    differs(
+        "--metrics-textfile",
+        old.metrics_textfile != new.metrics_textfile,
+    );
     differs("--metrics-listen", old.metrics_listen != new.metrics_listen);
     differs("--log-format", old.log.log_format != new.log.log_format);
-    differs("--log-timestamp", old.log.log_timestamp != new.log.log_timestamp);
-    differs("--pin-dir", old.pin_dir != new.pin_dir || old.no_pin != new.no_pin);
+    differs(
+        "--log-timestamp",
+        old.log.log_timestamp != new.log.log_timestamp,
+    );
+    differs(
+        "--pin-dir",
+        old.pin_dir != new.pin_dir || old.no_pin != new.no_pin,
+    );
     differs("--status-file", old.status_file != new.status_file);
     v
 }

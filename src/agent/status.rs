@@ -69,9 +69,8 @@ impl Owner {
         use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
         use std::os::unix::io::AsRawFd;
         let path = Self::path_for(status);
-        let usage = |why: String| {
-            crate::cli::Usage(format!("--status-file {}: {why}", status.display()))
-        };
+        let usage =
+            |why: String| crate::cli::Usage(format!("--status-file {}: {why}", status.display()));
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -236,8 +235,7 @@ pub fn show(path: &Path, json: bool) -> u8 {
         print_header(&header, live, &mut out).and_then(|_| {
             for c in crate::classes::all() {
                 if !header.disabled.iter().any(|n| n == c.name())
-                    && (header.classes.iter().any(|n| n == c.name())
-                        || doc.get(c.name()).is_some())
+                    && (header.classes.iter().any(|n| n == c.name()) || doc.get(c.name()).is_some())
                 {
                     c.print_status(&doc[c.name()], &mut out)?;
                 } else {

@@ -12,8 +12,8 @@ use crossbeam_channel::{at, never, select, tick, Receiver};
 
 use crate::agent::class::{Duty, Event};
 use crate::agent::metrics::{Health, Metrics};
-use crate::cli::RunArgs;
 use crate::agent::status::{self, Header};
+use crate::cli::RunArgs;
 
 /// What reaches the worker: an event, and the index of the class (in the
 /// worker's duty list) whose poller decoded it.

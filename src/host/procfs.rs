@@ -104,7 +104,8 @@ fn parse_num<T: std::str::FromStr>(b: &[u8]) -> Option<T> {
 }
 
 fn fields(b: &[u8]) -> impl Iterator<Item = &[u8]> {
-    b.split(|c| c.is_ascii_whitespace()).filter(|f| !f.is_empty())
+    b.split(|c| c.is_ascii_whitespace())
+        .filter(|f| !f.is_empty())
 }
 
 fn lines(b: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -459,7 +460,10 @@ mod tests {
         assert!(s.alive());
         assert!(s.comm_lossy().starts_with("svc-"));
         let status = b"Name:\tsvc-\xd1\n\xffjunk\nTgid:\t77\nNSpid:\t77\t3\n";
-        assert_eq!(parse_num::<u32>(status_field(status, "Tgid").unwrap()), Some(77));
+        assert_eq!(
+            parse_num::<u32>(status_field(status, "Tgid").unwrap()),
+            Some(77)
+        );
         assert_eq!(parse_nspid(status), Some(vec![77, 3]));
         let maps = b"1000-2000 r--p 00000000 fd:01 99 /tmp/\xff\xfe odd\n";
         assert_eq!(parse_maps(maps).count(), 1);

@@ -108,7 +108,9 @@ impl Class for Sockets {
                 DestroyChoice::Auto => !monitor::has_sock_destroy_kfunc(),
             };
         if netlink {
-            crate::host::sysenv::require_net_admin("the socket monitor (--socket-destroy netlink)")?;
+            crate::host::sysenv::require_net_admin(
+                "the socket monitor (--socket-destroy netlink)",
+            )?;
         }
         Ok(())
     }

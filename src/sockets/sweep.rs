@@ -263,11 +263,7 @@ pub fn describe(
     timeout: Duration,
 ) -> String {
     let owner = match holder {
-        Some(h) => format!(
-            "pid {} ({})",
-            h.pid,
-            crate::host::escape::Esc::str(&h.comm)
-        ),
+        Some(h) => format!("pid {} ({})", h.pid, crate::host::escape::Esc::str(&h.comm)),
         None => "no process found".to_string(),
     };
     format!(

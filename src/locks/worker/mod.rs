@@ -334,7 +334,7 @@ impl<K: LockKernel> LockWork<K> {
                 }
             })
             .collect();
-        v.sort_by(|a, b| a.path.to_string().cmp(&b.path.to_string()));
+        v.sort_by_key(|a| a.path.to_string());
         v
     }
 }
