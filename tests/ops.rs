@@ -310,6 +310,52 @@ fn config_file_sighup_reload_and_signals() {
     assert!(!exists(&status), "status file left behind");
 }
 
+/// SIGHUP moves the CLOSE_WAIT timeout and the ports in the loaded
+/// programs too: a socket kept under a one-hour timeout goes once the
+/// reloaded timeout is one second.
+#[test]
+fn sighup_applies_a_new_close_wait_timeout() {
+    if !privileged() {
+        return;
+    }
+    let state = test_dir("reload-sock");
+    let cfg = state.path().join("egb.toml");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let conf = |timeout: &str| {
+        format!(
+            "[locks]\nenabled = false\n[sockets]\nclose_wait_timeout = \"{timeout}\"\nports = [{port}]\n[run]\npin = false\nstatus_file = \"{}\"\n",
+            state.path().join("s.json").display()
+        )
+    };
+    write(&cfg, &conf("1h"));
+    let d = Daemon::start(&["--config", cfg.to_str().unwrap()], &[]);
+    assert!(
+        d.wait_log(&["ready", "close-wait timeout 3600s"]),
+        "{}",
+        d.text()
+    );
+    let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    drop(client); // the peer closes; the server never does: CLOSE_WAIT
+    assert!(wait_for(PATIENCE, || tcp_state(&server) == 8));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(tcp_state(&server), 8, "destroyed under a one-hour timeout");
+    write(&cfg, &conf("1s"));
+    d.signal(libc::SIGHUP);
+    assert!(
+        d.wait_log(&["SIGHUP: sockets: close-wait timeout 1s"]),
+        "{}",
+        d.text()
+    );
+    assert!(
+        d.wait_log(&["destroyed CLOSE_WAIT socket", &format!("127.0.0.1:{port}")]),
+        "{}",
+        d.text()
+    );
+    assert_ne!(tcp_state(&server), 8);
+}
+
 #[test]
 fn flags_win_over_the_config_file() {
     if !privileged() {

@@ -61,17 +61,25 @@ impl Duty for SockDuty {
     }
 
     fn reload(&mut self, args: &RunArgs) {
-        // the timeout and the ports are also in the loaded programs'
-        // read-only data, which the kernel froze at load
         let (timeout, filter) = self.work.scope();
-        let changed = args.sockets.close_wait_timeout != timeout
-            || args.sockets.ports != filter.ports
-            || args.sockets.exclude_ports != filter.exclude;
-        if changed {
-            log::warn!(
-                event = "reload_restart_needed";
-                "SIGHUP: sockets: --close-wait-timeout, --port and --exclude-port are fixed in the loaded programs: restart to apply"
-            );
+        let Ok(new) = args.sockets.filter() else {
+            return; // checked before: not reached
+        };
+        if args.sockets.close_wait_timeout == timeout && new == *filter {
+            return;
+        }
+        let t = args.sockets.close_wait_timeout;
+        match self.work.set_scope(t, new.clone()) {
+            Ok(()) => log::info!(
+                event = "reloaded", class = "sockets";
+                "SIGHUP: sockets: close-wait timeout {t:?}; ports: {:?}, except {:?}",
+                new.ports,
+                new.exclude
+            ),
+            Err(e) => log::error!(
+                event = "reload_failed", class = "sockets";
+                "SIGHUP: sockets: the new scope could not be applied, the running one is kept: {e:#}"
+            ),
         }
     }
 

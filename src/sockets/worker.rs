@@ -96,6 +96,22 @@ impl SockWork {
         (self.timeout, &self.filter)
     }
 
+    /// SIGHUP: a new timeout and port filter, in the programs first, then
+    /// here; every namespace is then looked at again, so each tracked
+    /// socket's deadline follows the new timeout (and one already stale
+    /// by it goes now).
+    pub fn set_scope(&mut self, timeout: Duration, filter: PortFilter) -> anyhow::Result<()> {
+        self.reaper.set_scope(timeout, &filter)?;
+        self.timeout = timeout;
+        self.filter = filter;
+        let now = Instant::now();
+        for (cookie, netns, _) in self.sched.entries().collect::<Vec<_>>() {
+            self.sched.schedule(cookie, netns, now);
+        }
+        self.survey();
+        Ok(())
+    }
+
     pub fn on_event(&mut self, ev: SockEvent) {
         match ev {
             SockEvent::Entered {
