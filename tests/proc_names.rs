@@ -40,7 +40,7 @@ fn a_process_with_a_cut_utf8_name_holds_and_owns_locks() {
     // cut-name process and is then killed
     let sh = procs.sh(
         &format!(
-            "set -C; exec 3> held.lock; '{}' 1000 & echo $! > holder.pid; exec 3>&-; sleep 1000",
+            "set -C; exec 3> held.lock; '{}' 1000 & echo $! > holder.pid; exec 3>&-; exec sleep 1000",
             bin.display()
         ),
         dir.path(),
@@ -48,12 +48,12 @@ fn a_process_with_a_cut_utf8_name_holds_and_owns_locks() {
     // named.lock: its first line is the cut-name process's PID
     let sh2 = procs.sh(
         &format!(
-            "'{}' 1000 & p=$!; set -C; echo $p > named.lock; sleep 1000",
+            "'{}' 1000 & p=$!; set -C; echo $p > named.lock; exec sleep 1000",
             bin.display()
         ),
         dir.path(),
     );
-    let sh3 = procs.sh("set -C; : > control.lock; sleep 1000", dir.path());
+    let sh3 = procs.sh("set -C; : > control.lock; exec sleep 1000", dir.path());
     let pidfile = |n: &str| dir.path().join(n);
     assert!(wait_for(PATIENCE, || {
         exists(&held)
@@ -73,11 +73,15 @@ fn a_process_with_a_cut_utf8_name_holds_and_owns_locks() {
         .parse()
         .unwrap();
     procs.0.extend([holder, other]); // killed on drop
-    let comm = std::fs::read(format!("/proc/{holder}/comm")).unwrap();
-    assert!(
-        std::str::from_utf8(&comm).is_err(),
-        "the holder's comm is valid UTF-8: {comm:?}"
-    );
+                                     // once each has exec'd: its comm is the cut name, not UTF-8
+    for pid in [holder, other] {
+        let comm = || std::fs::read(format!("/proc/{pid}/comm")).unwrap_or_default();
+        assert!(
+            wait_for(PATIENCE, || std::str::from_utf8(&comm()).is_err()),
+            "the comm of pid {pid} is valid UTF-8: {:?}",
+            comm()
+        );
+    }
     for pid in [sh, sh2, sh3] {
         procs.kill(pid, libc::SIGKILL);
     }
