@@ -18,12 +18,17 @@ char LICENSE[] SEC("license") = "GPL";
 #define AF_INET 2
 #define AF_INET6 10
 
+/*
+ * The scope: set by user space before load, and again on a reload (SIGHUP),
+ * through the ".data.scope" map, which holds nothing else (so rewriting it
+ * never races with the counters in .bss).
+ */
+volatile __u64 timeout_ns SEC(".data.scope") = 60ULL * 1000000000ULL;
+volatile __u32 n_ports SEC(".data.scope") = 0;	/* 0: every port */
+volatile __u16 ports[SOCK_MAX_PORTS] SEC(".data.scope") = {};
+volatile __u32 n_exclude SEC(".data.scope") = 0;
+volatile __u16 exclude_ports[SOCK_MAX_PORTS] SEC(".data.scope") = {};
 /* Set by user space before load. */
-const volatile __u64 timeout_ns = 60ULL * 1000000000ULL;
-const volatile __u32 n_ports = 0;	/* 0: every port */
-const volatile __u16 ports[SOCK_MAX_PORTS] = {};
-const volatile __u32 n_exclude = 0;
-const volatile __u16 exclude_ports[SOCK_MAX_PORTS] = {};
 /* Age as if CONFIG_HZ were unknown (tests the fallback on any host). */
 const volatile bool ignore_hz = false;
 

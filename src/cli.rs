@@ -27,6 +27,38 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether log lines carry our own timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogTimestamp {
+    /// None under journald (JOURNAL_STREAM names our stderr), else on
+    Auto,
+    On,
+    /// None: the supervisor adds its own (svlogd -tt, journald)
+    Off,
+}
+
+/// How the daemon logs: shared by the command line and the config file.
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log lines as text or as one JSON object per line (with fields)
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Least severe level logged: error, warn, info (default), debug,
+    /// trace. RUST_LOG, when set, wins
+    #[arg(long, value_name = "LEVEL", value_parser = parse_level)]
+    pub log_level: Option<log::LevelFilter>,
+
+    /// Our own timestamp on each line (auto: none under journald)
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = LogTimestamp::Auto)]
+    pub log_timestamp: LogTimestamp,
+}
+
+fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
+    s.parse::<log::LevelFilter>()
+        .map_err(|_| format!("{s:?} is not a level (error, warn, info, debug, trace, off)"))
+}
+
 use crate::sockets::model::{PortFilter, MAX_PORTS};
 pub use crate::sockets::monitor::DestroyChoice;
 
@@ -49,10 +81,16 @@ pub enum Command {
     Run(RunArgs),
     /// One pass for cron: remove what is stale now; quiet unless it acted
     Sweep(SweepArgs),
+    /// Check a config file as `run` and `sweep` would read it (exit 0 or 2)
+    CheckConfig {
+        /// The file (default /etc/eghostbuster/eghostbuster.toml)
+        #[arg(long, value_name = "FILE", default_value = crate::agent::config::DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
     /// Show what a running daemon does: programs, features, tracked locks
     Status {
         /// The daemon's status file
-        #[arg(long, value_name = "FILE", default_value = crate::agent::status::DEFAULT_STATUS_FILE, value_parser = parse_scope)]
+        #[arg(long, value_name = "FILE", default_value = crate::agent::status::DEFAULT_STATUS_FILE, value_parser = parse_status_file)]
         status_file: PathBuf,
         /// Print JSON, for scripts
         #[arg(long)]
@@ -88,13 +126,21 @@ pub fn generate(cmd: &Command, out: &mut dyn std::io::Write) -> std::io::Result<
             clap_complete::generate(*shell, &mut app, "eghostbuster", &mut buf)
         }
         Command::Manpage { dir } => return crate::man::write_all(dir, out),
-        Command::Run(_) | Command::Sweep(_) | Command::Status { .. } | Command::Unpin { .. } => {}
+        Command::Run(_)
+        | Command::Sweep(_)
+        | Command::Status { .. }
+        | Command::Unpin { .. }
+        | Command::CheckConfig { .. } => {}
     }
     out.write_all(&buf)
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
+    /// The config file; flags given here win over it
+    #[arg(long, value_name = "FILE", default_value = crate::agent::config::DEFAULT_CONFIG)]
+    pub config: PathBuf,
+
     #[command(flatten)]
     pub scope: LockScope,
 
@@ -136,9 +182,8 @@ pub struct RunArgs {
           default_missing_value = "127.0.0.1:9633", value_parser = parse_listen)]
     pub metrics_listen: Option<SocketAddr>,
 
-    /// Log lines as text or as one JSON object per line
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub log: LogArgs,
 
     /// Pin maps and links under DIR (bpffs; mounted at /sys/fs/bpf when
     /// missing), so tracking goes on while the daemon is stopped and the
@@ -150,8 +195,9 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_pin: bool,
 
-    /// Where the daemon keeps its status for `eghostbuster status`
-    #[arg(long, value_name = "FILE", default_value = crate::agent::status::DEFAULT_STATUS_FILE, value_parser = parse_scope)]
+    /// Where the daemon keeps its status for `eghostbuster status` (one
+    /// daemon per file)
+    #[arg(long, value_name = "FILE", default_value = crate::agent::status::DEFAULT_STATUS_FILE, value_parser = parse_status_file)]
     pub status_file: PathBuf,
 
     /// Detect whole-process exit as kernels without the tracepoint's
@@ -204,16 +250,17 @@ pub struct LockScope {
 /// and `sweep`.
 #[derive(Debug, Clone, Args)]
 pub struct SocketScope {
-    /// Idle time in CLOSE_WAIT before a socket is destroyed (500ms, 5s, 2m, 1h)
+    /// Idle time in CLOSE_WAIT before a socket is destroyed (500ms, 90s,
+    /// 1m30s, 2h, 1d)
     #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
     pub close_wait_timeout: Duration,
 
     /// Only sockets whose local or remote port is PORT (repeatable; at most 32)
-    #[arg(long = "port", value_name = "PORT")]
+    #[arg(long = "port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub ports: Vec<u16>,
 
     /// Never touch sockets whose local or remote port is PORT (repeatable; at most 32)
-    #[arg(long = "exclude-port", value_name = "PORT")]
+    #[arg(long = "exclude-port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub exclude_ports: Vec<u16>,
 }
 
@@ -252,6 +299,10 @@ pub const DEFAULT_SWEEP_STATE: &str = "/var/lib/eghostbuster/sweep-sockets.state
 
 #[derive(Debug, Clone, Args)]
 pub struct SweepArgs {
+    /// The config file; flags given here win over it
+    #[arg(long, value_name = "FILE", default_value = crate::agent::config::DEFAULT_CONFIG)]
+    pub config: PathBuf,
+
     #[command(flatten)]
     pub scope: LockScope,
 
@@ -317,6 +368,28 @@ pub fn parse_scope(s: &str) -> Result<PathBuf, String> {
     Ok(std::fs::canonicalize(p).unwrap_or_else(|_| p.components().collect()))
 }
 
+/// Where no status file may be: kernel and device filesystems (a
+/// `/proc/version` or `/dev/zero` is not a status file, and writing there
+/// is not what anyone means).
+const NOT_FOR_FILES: [&str; 3] = ["/proc", "/sys", "/dev"];
+
+/// `--status-file`: an absolute file path outside /proc, /sys and /dev,
+/// that is not a directory; its directory must exist (only the default
+/// one is created, at start).
+pub fn parse_status_file(s: &str) -> Result<PathBuf, String> {
+    let p = parse_scope(s)?;
+    if s.ends_with('/') || p.file_name().is_none() {
+        return Err(format!("{s:?} is not a file path"));
+    }
+    if let Some(d) = NOT_FOR_FILES.iter().find(|d| p.starts_with(d)) {
+        return Err(format!("{s:?} is in {d}, not a place for a status file"));
+    }
+    if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+        return Err(format!("{s:?} is a directory"));
+    }
+    Ok(p)
+}
+
 /// `--metrics-listen`: `HOST:PORT`, `[V6]:PORT`, or a bare port on loopback.
 pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     if let Ok(port) = s.parse::<u16>() {
@@ -352,26 +425,25 @@ fn parse_state_file(s: &str) -> Result<PathBuf, String> {
     Ok(p.to_path_buf())
 }
 
-/// Durations: a number and a unit, `500ms`, `5s`, `2m`, `1h` (no unit: seconds).
+/// Durations, in jiff's "friendly" format: `500ms`, `90s`, `1m30s`,
+/// `1.5m`, `2h`, `1d` (a day is 24 hours here). A bare number is refused
+/// with the fix spelled out: `5` could mean seconds or milliseconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    if num.is_empty() {
-        return Err(format!("{s:?} is not a duration (e.g. 500ms, 5s, 2m, 1h)"));
+    let t = s.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(format!(
+            "{s:?} has no unit: write {t}s for seconds (or {t}ms, {t}m, {t}h)"
+        ));
     }
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (number too large)"))?;
-    let ms = match unit {
-        "ms" => Some(n),
-        "" | "s" => n.checked_mul(1000),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    let bad = || format!("{s:?} is not a duration (e.g. 500ms, 90s, 1m30s, 2h, 1d)");
+    let span: jiff::Span = t.parse().map_err(|_| bad())?;
+    let d = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .map_err(|_| format!("{s:?}: use units up to days (weeks, months, years vary)"))?;
+    if d.is_negative() {
+        return Err(format!("{s:?} is negative"));
     }
-    .ok_or_else(|| format!("{s:?} is too long"))?;
-    Ok(Duration::from_millis(ms))
+    Duration::try_from(d).map_err(|_| bad())
 }
 
 /// Sizes: bytes with an optional K/M/G suffix (powers of 1024).
@@ -406,14 +478,22 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        for bad in ["", "s", "5x", "-1s", "1.5s", "99999999999999999999s"] {
+        let ok = |s: &str, d: Duration| assert_eq!(parse_duration(s), Ok(d), "{s}");
+        ok("500ms", Duration::from_millis(500));
+        ok("5s", Duration::from_secs(5));
+        ok("90s", Duration::from_secs(90));
+        ok("1m30s", Duration::from_secs(90));
+        ok("1.5m", Duration::from_secs(90));
+        ok("2m", Duration::from_secs(120));
+        ok("1h", Duration::from_secs(3600));
+        ok("2h", Duration::from_secs(7200));
+        ok("1d", Duration::from_secs(86400));
+        ok("1.5s", Duration::from_millis(1500));
+        for bad in ["", "s", "5x", "-1s", "1mo", "99999999999999999999s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
         }
+        let e = parse_duration("7").unwrap_err();
+        assert!(e.contains("no unit") && e.contains("7s"), "{e}");
     }
 
     #[test]
@@ -472,6 +552,9 @@ mod tests {
         for bad in [
             &["--close-wait-timeout", "soon"][..],
             &["--port", "70000"],
+            &["--port", "0"],
+            &["--exclude-port", "0"],
+            &["--close-wait-timeout", "5"],
             &["--socket-destroy", "ss"],
         ] {
             let mut args = vec!["eghostbuster", "run"];
@@ -532,6 +615,21 @@ mod tests {
         assert!(parse_textfile("rel.prom").is_err());
         assert!(parse_textfile("/nonexistent-dir-egb/x.prom").is_err());
         assert!(parse_textfile("/tmp/x.prom").is_ok());
+    }
+
+    #[test]
+    fn status_files() {
+        for bad in [
+            "/proc/version",
+            "/dev/zero",
+            "/sys/kernel/x",
+            "rel.json",
+            "/tmp/",
+            "/tmp",
+        ] {
+            assert!(parse_status_file(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(parse_status_file("/run/eghostbuster/status.json").is_ok());
     }
 
     #[test]

@@ -17,9 +17,8 @@ mod sockets;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use crate::cli::{Cli, Command, LogFormat, Usage};
+use crate::agent::config::{self, CliError};
+use crate::cli::{Command, Usage};
 use crate::host::sysenv::Unmet;
 
 /// Exit codes (README): 0 success, 1 runtime failure, 2 bad usage or an
@@ -28,21 +27,27 @@ const EXIT_RUNTIME: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match config::parse_command_line(&argv) {
         Ok(c) => c,
-        Err(e) if !e.use_stderr() => {
+        Err(CliError::Clap(e)) if !e.use_stderr() => {
             // --help, --version
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
-        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+        Err(CliError::Clap(e))
+            if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
             eprintln!("eghostbuster: a subcommand is required: run (see --help)");
             return ExitCode::from(EXIT_USAGE);
         }
-        Err(e) => {
-            let text = e.render().to_string();
-            let line = text.lines().next().unwrap_or("bad usage");
-            eprintln!("eghostbuster: {}", line.trim_start_matches("error: "));
+        Err(CliError::Clap(e)) => {
+            // clap's whole message: the suggestion, the allowed values
+            let _ = e.print();
+            return ExitCode::from(EXIT_USAGE);
+        }
+        Err(CliError::Usage(u)) => {
+            eprintln!("eghostbuster: {u}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -52,19 +57,35 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(args) => {
-            agent::logging::init(args.log_format);
-            done(agent::run::run(args).map(|()| 0))
+            agent::logging::init(&args.log);
+            done(agent::run::run(args, argv).map(|()| 0))
         }
         Command::Sweep(args) => {
-            agent::logging::init(LogFormat::Text);
+            agent::logging::init_text();
             done(agent::sweep::sweep(args))
         }
         Command::Status { status_file, json } => {
             ExitCode::from(agent::status::show(&status_file, json))
         }
         Command::Unpin { pin_dir } => {
-            agent::logging::init(LogFormat::Text);
+            agent::logging::init_text();
             done(host::pins::unpin_all(&pin_dir).map(|()| 0))
+        }
+        Command::CheckConfig { config } => {
+            let explicit = argv.iter().any(|a| {
+                a.to_str()
+                    .is_some_and(|a| a == "--config" || a.starts_with("--config="))
+            });
+            match config::check(&config, explicit) {
+                Ok(line) => {
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("eghostbuster: {e}");
+                    ExitCode::from(EXIT_USAGE)
+                }
+            }
         }
         other => match cli::generate(&other, &mut std::io::stdout().lock()) {
             Ok(()) => ExitCode::SUCCESS,

@@ -37,6 +37,10 @@ struct Extra {
 
 const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/eghostbuster";
 
+const F_CONFIG: (&str, &str) = (
+    crate::agent::config::DEFAULT_CONFIG,
+    "the config file: every option of \\fBrun\\fR and \\fBsweep\\fR (\\-\\-config; flags win over it); \\fBrun\\fR reads it again on SIGHUP; \\fBeghostbuster check\\-config\\fR validates it",
+);
 const F_DEFAULT: (&str, &str) = (
     "/etc/default/eghostbuster",
     "EGHOSTBUSTER_OPTS (for \\fBrun\\fR) and EGHOSTBUSTER_SWEEP_OPTS (for \\fBsweep\\fR), read by the runit service and the systemd units",
@@ -93,7 +97,17 @@ runs every check and changes nothing.",
                 ),
                 ("3", "\\fBstatus\\fR: the daemon does not run"),
             ],
-            files: &[F_DEFAULT, F_SV, F_UNITS, F_TIMER, F_CRON, F_PINS, F_STATUS, F_SWEEP_STATE],
+            files: &[
+                F_CONFIG,
+                F_DEFAULT,
+                F_SV,
+                F_UNITS,
+                F_TIMER,
+                F_CRON,
+                F_PINS,
+                F_STATUS,
+                F_SWEEP_STATE,
+            ],
             examples: &[
                 (
                     "Watch the lock files under /srv and sockets on port 8080, removing nothing yet:",
@@ -127,7 +141,7 @@ is stopped; removing the package does it.",
                     "bad usage (flags, globs, sizes), or an unmet requirement (not root, no BTF, no syscall tracepoints, programs refused, another daemon uses the pin directory); one line on standard error, nothing loaded or touched",
                 ),
             ],
-            files: &[F_DEFAULT, F_PINS, F_STATUS, F_SV, F_UNITS],
+            files: &[F_CONFIG, F_DEFAULT, F_PINS, F_STATUS, F_SV, F_UNITS],
             examples: &[
                 (
                     "Start with a narrow scope and in dry run, and read what it would do:",
@@ -166,7 +180,7 @@ cron mails only when it acted; errors go to standard error.",
                     "bad usage (no \\-\\-path for the lock part, both parts left out, a bad flag), or not root; nothing touched",
                 ),
             ],
-            files: &[F_SWEEP_STATE, F_DEFAULT, F_TIMER, F_CRON],
+            files: &[F_CONFIG, F_SWEEP_STATE, F_DEFAULT, F_TIMER, F_CRON],
             examples: &[
                 (
                     "What one pass would do under /srv, changing nothing:",
@@ -231,6 +245,20 @@ service was configured with. Nothing outside a bpf filesystem is touched.",
                     "eghostbuster unpin \\-\\-pin\\-dir /sys/fs/bpf/egb\\-test",
                 ),
             ],
+            see_also: &[],
+        },
+        "check-config" => Extra {
+            description: "\
+Reads the config file (default /etc/eghostbuster/eghostbuster.toml, or \
+\\fB\\-\\-config FILE\\fR) and checks every option in it exactly as the flag \
+it stands for would be checked, without starting anything. Unknown keys are \
+errors, with their line.",
+            exit: &[("0", "the file is valid"), ("2", "it is not, with one line saying why")],
+            files: &[F_CONFIG],
+            examples: &[(
+                "Check an edited file before reloading the daemon:",
+                "eghostbuster check\\-config && systemctl reload eghostbuster",
+            )],
             see_also: &[],
         },
         "completions" => Extra {

@@ -14,6 +14,7 @@ fn run(args: &[&str]) -> Output {
         .expect("running the binary")
 }
 
+/// Our own usage errors: one line, "eghostbuster: …", exit 2.
 fn assert_usage_error(args: &[&str], mention: &str) {
     let out = run(args);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -31,18 +32,34 @@ fn assert_usage_error(args: &[&str], mention: &str) {
     assert!(!err.contains(" ready"), "{err}");
 }
 
+/// Errors clap finds while parsing: its whole message (the suggestion,
+/// the allowed values, the usage line), its first line naming the
+/// problem, exit 2.
+fn assert_clap_error(args: &[&str], mention: &str) {
+    let out = run(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    let first = err.lines().next().unwrap_or("");
+    assert!(
+        first.contains(mention),
+        "{args:?}: {first:?} does not mention {mention:?}"
+    );
+    assert!(err.contains("--help"), "{err}");
+}
+
 #[test]
 fn bad_flags_exit_2_with_one_line() {
-    assert_usage_error(&["run", "--bogus"], "--bogus");
-    assert_usage_error(&["run", "--path", "relative/dir"], "not an absolute path");
-    assert_usage_error(&["run", "--path", "/tmp/../etc"], "'..'");
+    assert_clap_error(&["run", "--bogus"], "--bogus");
+    assert_clap_error(&["run", "--path", "relative/dir"], "not an absolute path");
+    assert_clap_error(&["run", "--path", "/tmp/../etc"], "'..'");
     assert_usage_error(&["run", "--include", "[abc"], "bad glob");
     assert_usage_error(&["run", "--exclude", "a{b"], "bad glob");
     assert_usage_error(&["run", "--include", "sub/*.lock"], "bad glob");
-    assert_usage_error(&["run", "--ring-buffer-size", "3M"], "power of two");
-    assert_usage_error(&["run", "--max-owners", "0"], "--max-owners");
-    assert_usage_error(&["run", "--max-locks", "lots"], "--max-locks");
-    assert_usage_error(&["frobnicate"], "frobnicate");
+    assert_clap_error(&["run", "--ring-buffer-size", "3M"], "power of two");
+    assert_clap_error(&["run", "--max-owners", "0"], "--max-owners");
+    assert_clap_error(&["run", "--max-locks", "lots"], "--max-locks");
+    assert_clap_error(&["frobnicate"], "frobnicate");
     assert_usage_error(&[], "subcommand");
 }
 

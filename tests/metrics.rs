@@ -81,6 +81,69 @@ fn endpoint_serves_counters_after_a_removal() {
         validate(&body)
     );
     assert!(http_get(&addr, "/other").contains(" 404 "));
+    // health and readiness, GET and HEAD only
+    assert!(http_get(&addr, "/healthz").contains(" 200 "));
+    assert!(http_get(&addr, "/readyz").contains(" 200 "));
+    let post = http_req(&addr, "POST", "/metrics");
+    assert!(
+        post.contains(" 405 ") && post.contains("Allow: GET, HEAD"),
+        "{post}"
+    );
+    assert!(http_req(&addr, "DELETE", "/healthz").contains(" 405 "));
+    let head = http_req(&addr, "HEAD", "/readyz");
+    assert!(head.contains(" 200 "), "{head}");
+    assert!(
+        body.contains("eghostbuster_build_info{version=\""),
+        "{body}"
+    );
+    for family in [
+        "eghostbuster_process_resident_memory_bytes ",
+        "eghostbuster_process_cpu_seconds_total ",
+        "eghostbuster_process_open_fds ",
+        "eghostbuster_lock_decision_seconds_bucket{le=\"+Inf\"} 1",
+        "eghostbuster_lock_decision_seconds_count 1",
+    ] {
+        assert!(body.contains(family), "no {family}: {body}");
+    }
+    promtool_check(&body);
+}
+
+fn http_req(addr: &str, method: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connecting to the metrics endpoint");
+    write!(s, "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// `promtool check metrics` (Debian's `prometheus` package), when it is
+/// installed (PATH, or $PROMTOOL); the parser below otherwise.
+fn promtool_check(text: &str) {
+    let tool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let child = std::process::Command::new(&tool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!("promtool not found: the exposition checked by the parser only");
+        return;
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}\n{text}"
+    );
+    eprintln!("promtool check metrics: clean");
 }
 
 #[test]
@@ -108,6 +171,7 @@ fn textfile_is_valid_prometheus_text() {
     // written on the way out at the latest
     let text = std::fs::read_to_string(&prom).expect("the textfile");
     assert!(validate(&text).is_ok(), "{:?}\n{text}", validate(&text));
+    promtool_check(&text);
     assert!(
         text.contains("eghostbuster_locks_removed_total 1"),
         "{text}"
@@ -146,8 +210,62 @@ fn json_log_lines_are_objects() {
             v["msg"]
                 .as_str()
                 .is_some_and(|m| m.contains(&format!("removed {}", lock.display())))
+                && v["event"] == "removed"
+                && v["path"] == lock.to_str().unwrap()
         });
-    assert!(removed);
+    assert!(removed, "{}", agent.log_text());
+}
+
+/// `sweep`'s textfile: last-run gauges, never counters that restart at
+/// every cron run.
+#[test]
+fn sweep_textfile_holds_last_run_gauges() {
+    if !privileged() {
+        return;
+    }
+    let dir = test_dir("sweep-prom");
+    let prom_dir = test_dir("sweep-prom-out");
+    let prom = prom_dir.path().join("sweep.prom");
+    let old = dir.path().join("old.lock");
+    std::fs::write(&old, "").unwrap();
+    let t = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+    let o = std::process::Command::new(BIN)
+        .args(["sweep", "--no-sockets", "--path", &path_arg(dir.path())])
+        .arg("--metrics-textfile")
+        .arg(&prom)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert!(validate(&text).is_ok(), "{:?}\n{text}", validate(&text));
+    assert!(
+        !text.contains(" counter\n"),
+        "a counter in a one-shot textfile:\n{text}"
+    );
+    assert!(
+        text.contains("eghostbuster_sweep_last_run_locks_removed 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("eghostbuster_sweep_last_run_acted{class=\"locks\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("eghostbuster_sweep_last_run_timestamp_seconds "),
+        "{text}"
+    );
+    promtool_check(&text);
 }
 
 #[test]
@@ -156,6 +274,11 @@ fn validator_rejects_garbage() {
     assert!(validate("# TYPE foo counter\nfoo one\n").is_err());
     assert!(validate("# TYPE foo counter\nfo-o 1\n").is_err());
     assert!(validate("# TYPE foo blah\n").is_err());
+    assert!(validate("# TYPE foo counter\nfoo{a=\"b} 1\n").is_err());
+    assert_eq!(
+        validate("# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 1\nh_sum 0.5\nh_count 1\n"),
+        Ok(4)
+    );
     assert_eq!(
         validate("# TYPE foo counter\nfoo{a=\"b\"} 1\nfoo 2\n"),
         Ok(2)

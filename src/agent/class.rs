@@ -93,6 +93,11 @@ pub trait Duty: Send {
     }
     fn on_deadline(&mut self) {}
     fn status(&self) -> Section;
+    /// SIGHUP: a new configuration, already checked by `Class::validate`.
+    /// Apply what this class can change while running (scope, patterns,
+    /// timeouts, ports…) and log, in one line each, what changed and what
+    /// needs a restart. The default changes nothing.
+    fn reload(&mut self, _args: &RunArgs) {}
     /// On the way out (debug figures).
     fn finish(&mut self) {}
 }
@@ -130,6 +135,11 @@ pub trait Class: Sync {
     fn sweep_enabled(&self, args: &SweepArgs) -> bool;
     /// Usage checks for the sweep, before anything is touched.
     fn sweep_validate(&self, args: &SweepArgs) -> Result<()>;
+    /// Host requirements of the sweep (an `Unmet` error: exit 2), e.g. a
+    /// capability its method needs.
+    fn sweep_require(&self, _args: &SweepArgs) -> Result<()> {
+        Ok(())
+    }
     /// One pass: actions on `out`, failures on `err`; its counters go to
     /// `metrics` (rendered into the textfile).
     fn sweep(

@@ -1,12 +1,16 @@
 //! `eghostbuster run`: check everything the user can get wrong, then the
 //! host, then start every enabled class (programs loaded and attached),
 //! say `ready`, and run one poller thread per ring buffer and the one
-//! cleanup worker until SIGINT or SIGTERM.
+//! cleanup worker until SIGINT, SIGTERM or SIGQUIT. SIGHUP reads the
+//! config file again and hands what can change to each class's duty;
+//! SIGUSR1, SIGUSR2, SIGALRM and SIGPIPE are logged and ignored.
 
+use std::ffi::OsString;
 use std::mem::MaybeUninit;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use libbpf_rs::OpenObject;
@@ -14,11 +18,14 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::unistd::Pid;
 
 use crate::agent::class::{Context, Started};
-use crate::agent::metrics::{self, Metrics};
+use crate::agent::config::{self, CliError};
+use crate::agent::metrics::{self, Health, Metrics};
 use crate::agent::poller;
 use crate::agent::status::{self, Header};
+use crate::agent::supervisor;
 use crate::agent::worker::{Msg, Outputs, Worker};
-use crate::cli::{RunArgs, Usage};
+use crate::cli::{Cli, Command, RunArgs, Usage};
+use crate::host::escape::Esc;
 use crate::host::{atomic, pins, sysenv};
 
 fn libbpf_log(level: libbpf_rs::PrintLevel, msg: String) {
@@ -30,12 +37,13 @@ fn libbpf_log(level: libbpf_rs::PrintLevel, msg: String) {
     }
 }
 
-pub fn run(args: RunArgs) -> Result<()> {
+/// Everything the user can get wrong, before anything loads (also
+/// `check-config`).
+pub fn validate(args: &RunArgs) -> Result<()> {
     let classes: Vec<_> = crate::classes::all()
         .into_iter()
-        .filter(|c| c.enabled(&args))
+        .filter(|c| c.enabled(args))
         .collect();
-    // Everything the user can get wrong is checked before anything loads.
     if classes.is_empty() {
         return Err(Usage(
             "nothing to monitor: --no-locks and --no-sockets leave no monitor".into(),
@@ -43,8 +51,81 @@ pub fn run(args: RunArgs) -> Result<()> {
         .into());
     }
     for c in &classes {
-        c.validate(&args)?;
+        c.validate(args)?;
     }
+    Ok(())
+}
+
+/// The signals the main thread takes with sigwait: the stopping ones, the
+/// reload, and those a supervisor or an operator commonly sends, which
+/// would otherwise end the daemon without a word (SIGPIPE: std already
+/// ignores it).
+const STOP: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGQUIT];
+const IGNORED: [Signal; 4] = [
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGALRM,
+    Signal::SIGPIPE,
+];
+
+fn signal_set() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in STOP.iter().chain(&IGNORED).chain(&[Signal::SIGHUP]) {
+        set.add(*s);
+    }
+    set
+}
+
+/// sigtimedwait: a signal, or None when `timeout` passed.
+fn wait_signal(set: &SigSet, timeout: Option<Duration>) -> Result<Option<Signal>> {
+    let Some(t) = timeout else {
+        return Ok(Some(set.wait().context("waiting for signals")?));
+    };
+    let ts = libc::timespec {
+        tv_sec: t.as_secs() as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: a valid set and timespec; no siginfo wanted.
+    let r = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &ts) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(None),
+            _ => Err(e).context("waiting for signals"),
+        };
+    }
+    Ok(Signal::try_from(r).ok())
+}
+
+/// The command line again, with the config file read anew: the new
+/// configuration, checked, or why it is refused.
+fn reread(argv: &[OsString]) -> Result<RunArgs> {
+    match config::parse_command_line(argv) {
+        Ok(Cli {
+            command: Command::Run(a),
+        }) => {
+            validate(&a)?;
+            Ok(a)
+        }
+        Ok(_) => Err(anyhow::anyhow!("not a run command line")),
+        Err(CliError::Usage(u)) => Err(u.into()),
+        Err(CliError::Clap(e)) => Err(anyhow::anyhow!("{}", e.render().to_string().trim_end())),
+    }
+}
+
+pub fn run(args: RunArgs, argv: Vec<OsString>) -> Result<()> {
+    // Signals are taken by sigwait in this thread only: blocked before any
+    // thread starts (the HTTP listener's among them), so none inherits
+    // them unblocked.
+    let signals = signal_set();
+    signals
+        .thread_block()
+        .context("blocking the signals the daemon handles")?;
+    validate(&args)?;
+    let classes: Vec<_> = crate::classes::all()
+        .into_iter()
+        .filter(|c| c.enabled(&args))
+        .collect();
     let http = match args.metrics_listen {
         Some(addr) => Some(
             tiny_http::Server::http(addr)
@@ -63,17 +144,13 @@ pub fn run(args: RunArgs) -> Result<()> {
             ))
         })?;
     }
+    // one daemon per status file, held until the process ends
+    let _owner = status::Owner::take(&args.status_file)?;
 
     for c in &classes {
         c.require(&args)?;
     }
     libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Debug, libbpf_log)));
-
-    // Signals are taken by sigwait in this thread only.
-    let mut signals = SigSet::empty();
-    signals.add(Signal::SIGINT);
-    signals.add(Signal::SIGTERM);
-    signals.thread_block().context("blocking SIGINT/SIGTERM")?;
 
     // one pin directory for every class, locked once for this daemon
     let pin_root = if args.no_pin {
@@ -102,6 +179,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         dry_run: args.switches.dry_run,
         pin_dir: pin_dir.map(|p| p.display().to_string()),
         classes: started.iter().map(|(n, _)| n.to_string()).collect(),
+        disabled: crate::classes::all()
+            .into_iter()
+            .filter(|c| !c.enabled(&args))
+            .map(|c| c.name().to_string())
+            .collect(),
         ..Header::default()
     };
     let mut ready = Vec::new();
@@ -125,7 +207,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         duties.push((name, duty));
         holds.push(s.hold);
     }
-    let metrics = Arc::new(Metrics::new(collect));
+    let metrics = Arc::new(Metrics::new(collect, header.features.clone()));
+    let health = Arc::new(Health::default());
     let mut worker = Worker::new(
         duties,
         metrics.clone(),
@@ -134,11 +217,14 @@ pub fn run(args: RunArgs) -> Result<()> {
             status_file: Some(args.status_file.clone()),
             status_header: header,
         },
+        health.clone(),
     );
 
     let (tx, rx) = crossbeam_channel::bounded::<Msg>(65536);
+    let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<Arc<RunArgs>>();
     let stop = AtomicBool::new(false);
     log::info!(
+        event = "ready";
         "ready: {}{}{}",
         ready.join("; "),
         http.as_ref()
@@ -150,6 +236,9 @@ pub fn run(args: RunArgs) -> Result<()> {
             ""
         }
     );
+    health.ready.store(true, Ordering::Relaxed);
+    let notify = supervisor::Notify::from_env();
+    notify.ready();
 
     let outcome = std::thread::scope(|s| -> Result<()> {
         let mut polls = Vec::new();
@@ -167,12 +256,55 @@ pub fn run(args: RunArgs) -> Result<()> {
             }));
         }
         drop(tx); // the worker stops once every poller has
-        let work = s.spawn(move || worker.run(&rx));
+        let work = s.spawn(move || worker.run(&rx, &ctl_rx));
         if let Some(server) = &http {
-            s.spawn(|| metrics::serve(server, &metrics, &stop));
+            let (metrics, health, stop) = (&metrics, &health, &stop);
+            s.spawn(move || metrics::serve(server, metrics, health, stop));
         }
-        let sig = signals.wait().context("waiting for signals")?;
-        log::info!("{sig}: stopping");
+        let mut current = args.clone();
+        loop {
+            let sig = match wait_signal(&signals, notify.ping_every())? {
+                None => {
+                    // the watchdog is fed only while the worker turns
+                    if health.turning() {
+                        notify.watchdog();
+                    }
+                    continue;
+                }
+                Some(sig) => sig,
+            };
+            if STOP.contains(&sig) {
+                log::info!(event = "stopping", signal = sig.as_str(); "{sig}: stopping");
+                break;
+            }
+            if sig != Signal::SIGHUP {
+                log::info!(event = "signal_ignored", signal = sig.as_str(); "{sig}: ignored (it has no meaning for eghostbuster)");
+                continue;
+            }
+            notify.reloading();
+            match reread(&argv) {
+                Ok(new) => {
+                    let notes = restart_needed(&current, &new);
+                    for n in &notes {
+                        log::warn!(event = "reload_restart_needed"; "SIGHUP: {n} changed: takes effect at the next start");
+                    }
+                    if crate::agent::logging::set_level(new.log.log_level) {
+                        log::info!("SIGHUP: log level {}", log::max_level());
+                    }
+                    let new = Arc::new(new);
+                    if ctl_tx.send(new.clone()).is_ok() {
+                        current = (*new).clone();
+                    }
+                    log::info!(event = "reloaded"; "SIGHUP: configuration reloaded from {}", Esc::path(&current.config));
+                }
+                Err(e) => {
+                    log::error!(event = "reload_failed"; "SIGHUP: configuration not reloaded, the running one is kept: {e:#}");
+                }
+            }
+            notify.ready();
+        }
+        notify.stopping();
+        health.ready.store(false, Ordering::Relaxed);
         stop.store(true, Ordering::Relaxed);
         let mut polled = Ok(());
         for p in polls {
@@ -181,6 +313,7 @@ pub fn run(args: RunArgs) -> Result<()> {
                 polled = r;
             }
         }
+        drop(ctl_tx);
         work.join().expect("worker thread panicked");
         polled
     });
@@ -190,4 +323,45 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     drop(holds); // detaches what is not pinned
     outcome
+}
+
+/// What a reload cannot change (it is fixed in the loaded programs or the
+/// process), by flag.
+fn restart_needed(old: &RunArgs, new: &RunArgs) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    let mut differs = |name: &'static str, d: bool| {
+        if d {
+            v.push(name);
+        }
+    };
+    differs("--no-locks", old.switches.no_locks != new.switches.no_locks);
+    differs(
+        "--no-sockets",
+        old.switches.no_sockets != new.switches.no_sockets,
+    );
+    differs("--dry-run", old.switches.dry_run != new.switches.dry_run);
+    differs("--non-exclusive", old.non_exclusive != new.non_exclusive);
+    differs("--max-owners", old.max_owners != new.max_owners);
+    differs("--max-locks", old.max_locks != new.max_locks);
+    differs(
+        "--ring-buffer-size",
+        old.ring_buffer_size != new.ring_buffer_size,
+    );
+    differs("--socket-destroy", old.socket_destroy != new.socket_destroy);
+    differs(
+        "--metrics-textfile",
+        old.metrics_textfile != new.metrics_textfile,
+    );
+    differs("--metrics-listen", old.metrics_listen != new.metrics_listen);
+    differs("--log-format", old.log.log_format != new.log.log_format);
+    differs(
+        "--log-timestamp",
+        old.log.log_timestamp != new.log.log_timestamp,
+    );
+    differs(
+        "--pin-dir",
+        old.pin_dir != new.pin_dir || old.no_pin != new.no_pin,
+    );
+    differs("--status-file", old.status_file != new.status_file);
+    v
 }

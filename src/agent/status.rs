@@ -37,9 +37,72 @@ pub struct Header {
     pub pin_dir: Option<String>,
     #[serde(default)]
     pub pinned_links: Vec<String>,
-    /// The classes this daemon runs (the others are disabled).
+    /// The classes this daemon runs.
     #[serde(default)]
     pub classes: Vec<String>,
+    /// The classes switched off (--no-locks, --no-sockets, config).
+    #[serde(default)]
+    pub disabled: Vec<String>,
+}
+
+/// One daemon per status file: an `flock` on `<status file>.owner`, a file
+/// of the daemon's own beside it, held while the daemon runs (the status
+/// file itself is replaced at every write, so it cannot carry the lock).
+/// The name is predictable, so in a directory others can write it is
+/// opened without following a symlink (`O_NOFOLLOW`), without blocking on
+/// a FIFO (`O_NONBLOCK`), and used only when it is a regular file of ours
+/// with one link; anything else planted there stops the start (exit 2)
+/// rather than be opened, written or locked. It holds the PID, and is left
+/// in place on exit (removing it would let two daemons lock two inodes).
+pub struct Owner {
+    _file: std::fs::File,
+}
+
+impl Owner {
+    pub fn path_for(status: &Path) -> PathBuf {
+        let mut name = status.file_name().unwrap_or_default().to_os_string();
+        name.push(".owner");
+        status.with_file_name(name)
+    }
+
+    pub fn take(status: &Path) -> Result<Owner, crate::cli::Usage> {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        use std::os::unix::io::AsRawFd;
+        let path = Self::path_for(status);
+        let usage =
+            |why: String| crate::cli::Usage(format!("--status-file {}: {why}", status.display()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| usage(format!("cannot open {}: {e}", path.display())))?;
+        let m = file
+            .metadata()
+            .map_err(|e| usage(format!("{}: {e}", path.display())))?;
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        if !m.is_file() || m.uid() != me || m.nlink() != 1 {
+            return Err(usage(format!(
+                "{} is not this agent's (a regular file of uid {me} with one link); remove it",
+                path.display()
+            )));
+        }
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let mut pid = String::new();
+            let _ = (&file).take(32).read_to_string(&mut pid);
+            return Err(usage(format!(
+                "another daemon (pid {}) uses it",
+                pid.trim()
+            )));
+        }
+        let _ = file.set_len(0);
+        let _ = (&file).write_all(format!("{}\n", std::process::id()).as_bytes());
+        Ok(Owner { _file: file })
+    }
 }
 
 /// The document: the header, when it was written, and one section per
@@ -105,7 +168,7 @@ pub fn read(path: &Path) -> Result<(Value, Header, Live), String> {
         .map_err(|e| format!("{}: not a status file: {e}", path.display()))?;
     let running = header.pid > 0
         && procfs::stat(header.pid)
-            .is_some_and(|s| s.alive() && s.comm.starts_with("eghostbuster"));
+            .is_some_and(|s| s.alive() && s.comm.starts_with(b"eghostbuster"));
     let pinned: Vec<PathBuf> = header.pinned_links.iter().map(PathBuf::from).collect();
     let live = Live {
         running,
@@ -171,7 +234,9 @@ pub fn show(path: &Path, json: bool) -> u8 {
     } else {
         print_header(&header, live, &mut out).and_then(|_| {
             for c in crate::classes::all() {
-                if header.classes.iter().any(|n| n == c.name()) || doc.get(c.name()).is_some() {
+                if !header.disabled.iter().any(|n| n == c.name())
+                    && (header.classes.iter().any(|n| n == c.name()) || doc.get(c.name()).is_some())
+                {
                     c.print_status(&doc[c.name()], &mut out)?;
                 } else {
                     writeln!(out, "{:<11} disabled", format!("{}:", c.name()))?;
@@ -193,6 +258,24 @@ pub fn show(path: &Path, json: bool) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn planted_owner_files_stop_the_start() {
+        let t = tempfile::tempdir().unwrap();
+        let victim = t.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let status = t.path().join("s.json");
+        std::os::unix::fs::symlink(&victim, Owner::path_for(&status)).unwrap();
+        assert!(Owner::take(&status).is_err());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        let fifo = t.path().join("f.json");
+        nix::unistd::mkfifo(&Owner::path_for(&fifo), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert!(Owner::take(&fifo).is_err()); // and did not block
+        let linked = t.path().join("l.json");
+        std::fs::hard_link(&victim, Owner::path_for(&linked)).unwrap();
+        assert!(Owner::take(&linked).is_err());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    }
 
     #[test]
     fn round_trip_and_bounded_read() {
@@ -223,6 +306,12 @@ mod tests {
         print_header(&back, live, &mut out).unwrap();
         assert!(String::from_utf8(out).unwrap().contains("not running"));
         assert!(read(Path::new("/dev/zero")).is_err());
+        // one daemon per status file
+        let first = Owner::take(&p).unwrap();
+        let again = Owner::take(&p).err().expect("a second owner");
+        assert!(again.0.contains("another daemon"), "{}", again.0);
+        drop(first);
+        let _third = Owner::take(&p).unwrap();
         assert!(read(&t.path().join("none"))
             .unwrap_err()
             .contains("no daemon status"));

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{at, never, select, tick, Receiver};
 
 use crate::agent::class::{Duty, Event};
-use crate::agent::metrics::Metrics;
+use crate::agent::metrics::{Health, Metrics};
 use crate::agent::status::{self, Header};
+use crate::cli::RunArgs;
 
 /// What reaches the worker: an event, and the index of the class (in the
 /// worker's duty list) whose poller decoded it.
@@ -39,6 +40,7 @@ pub struct Worker {
     textfile_due: Instant,
     status_digest: Option<u64>,
     status_due: Instant,
+    health: Arc<Health>,
 }
 
 const TICK: Duration = Duration::from_secs(1);
@@ -52,6 +54,7 @@ impl Worker {
         duties: Vec<(&'static str, Box<dyn Duty>)>,
         metrics: Arc<Metrics>,
         out: Outputs,
+        health: Arc<Health>,
     ) -> Self {
         Self {
             duties,
@@ -60,17 +63,22 @@ impl Worker {
             textfile_due: Instant::now(),
             status_digest: None,
             status_due: Instant::now(),
+            health,
         }
     }
 
-    /// Until every sender is gone.
-    pub fn run(&mut self, rx: &Receiver<Msg>) {
+    /// Until every sender is gone. `ctl` brings reloaded configurations
+    /// (SIGHUP), each handed to every duty.
+    pub fn run(&mut self, rx: &Receiver<Msg>, ctl: &Receiver<Arc<RunArgs>>) {
+        let mut ctl = Some(ctl);
         for (_, d) in &mut self.duties {
             d.adopt();
         }
         self.write_status();
         let ticker = tick(TICK);
+        let closed = never();
         loop {
+            self.health.beat();
             let deadline = self
                 .duties
                 .iter()
@@ -95,6 +103,16 @@ impl Worker {
                     }
                     self.write_status();
                 }
+                recv(ctl.unwrap_or(&closed)) -> args => match args {
+                    Ok(args) => {
+                        for (_, d) in &mut self.duties {
+                            d.reload(&args);
+                        }
+                        self.status_digest = None;
+                        self.write_status();
+                    }
+                    Err(_) => ctl = None,
+                },
                 recv(timer) -> _ => {
                     let now = Instant::now();
                     for (_, d) in &mut self.duties {

@@ -102,14 +102,16 @@ pub fn judge_pid(
         None => PidInFile::NoPid,
         Some(_) if !same_pid_ns => PidInFile::Uninterpretable,
         Some(p) if exiting.contains(&p) => PidInFile::Dead(p),
-        Some(p) => match procfs::stat(p) {
-            Some(s) if s.alive() => {
+        Some(p) => match procfs::look(p) {
+            procfs::Look::Stat(s) if s.alive() => {
                 if verdict::started_after(procfs::start_wall_ns(s.start_ticks), mtime_ns) {
                     PidInFile::Reused(p)
                 } else {
                     PidInFile::Alive(p)
                 }
             }
+            // there, but unreadable: it may be the owner, alive
+            procfs::Look::Unknown(_) => PidInFile::Alive(p),
             _ => PidInFile::Dead(p),
         },
     }

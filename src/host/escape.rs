@@ -69,6 +69,45 @@ impl fmt::Debug for Esc<'_> {
     }
 }
 
+/// A name as a structured log field (`path = Field::path(p)`): in JSON
+/// logs the exact string when the bytes are valid UTF-8 (JSON's own
+/// escaping keeps control characters), otherwise an array of the bytes
+/// (numbers 0-255), so the exact name is always recoverable; shown
+/// escaped ([`Esc`]) wherever it is formatted as text.
+#[derive(Clone, Copy)]
+pub struct Field<'a>(pub &'a [u8]);
+
+impl<'a> Field<'a> {
+    pub fn path(p: &'a Path) -> Self {
+        Field(p.as_os_str().as_bytes())
+    }
+
+    pub fn str(s: &'a str) -> Self {
+        Field(s.as_bytes())
+    }
+}
+
+impl serde::Serialize for Field<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(self.0) {
+            Ok(text) => s.serialize_str(text),
+            Err(_) => s.collect_seq(self.0.iter()),
+        }
+    }
+}
+
+impl fmt::Display for Field<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Esc(self.0).fmt(f)
+    }
+}
+
+impl log::kv::ToValue for Field<'_> {
+    fn to_value(&self) -> log::kv::Value<'_> {
+        log::kv::Value::from_serde(self)
+    }
+}
+
 /// The inverse of [`Esc`], for tests and for tools that read our output.
 pub fn unescape(s: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(s.len());
@@ -124,5 +163,18 @@ mod tests {
         assert_eq!(Esc(b"\xff").to_string(), "\\xff");
         assert_eq!(Esc("caf\u{e9}".as_bytes()).to_string(), "caf\u{e9}");
         assert_eq!(Esc::path(Path::new("/tmp/a b")).to_string(), "/tmp/a b");
+    }
+
+    #[test]
+    fn fields_are_lossless_in_json() {
+        let utf8 = serde_json::to_string(&Field(b"a\nb \x1b.lock")).unwrap();
+        assert_eq!(utf8, r#""a\nb \u001b.lock""#);
+        assert_eq!(
+            serde_json::from_str::<String>(&utf8).unwrap().as_bytes(),
+            b"a\nb \x1b.lock"
+        );
+        let raw = serde_json::to_string(&Field(b"x\xff.lock")).unwrap();
+        assert_eq!(raw, "[120,255,46,108,111,99,107]");
+        assert_eq!(Field(b"x\xff").to_string(), "x\\xff");
     }
 }

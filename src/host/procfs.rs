@@ -1,5 +1,12 @@
 //! What /proc says about processes: who is alive, who has a file open or
 //! locked. Parsers are pure and unit-tested; the readers are thin.
+//!
+//! Everything is read as bytes: a process name (`comm`, cut by the kernel
+//! to 15 bytes, often in the middle of a UTF-8 character), a path in
+//! `maps` or an fd link may be any bytes, and a reader that insists on
+//! UTF-8 makes such a process invisible. A process whose files cannot be
+//! read for any reason but its end is reported as unknown, and callers
+//! count it as a possible holder (keep).
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -41,7 +48,8 @@ impl FileId {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcStat {
     pub pid: u32,
-    pub comm: String,
+    /// The command name, as the kernel keeps it: up to 15 bytes, any bytes.
+    pub comm: Vec<u8>,
     pub state: char,
     pub ppid: u32,
     /// Start time in clock ticks since boot.
@@ -53,41 +61,116 @@ impl ProcStat {
     pub fn alive(&self) -> bool {
         !matches!(self.state, 'Z' | 'X' | 'x')
     }
+
+    /// The command name as text, for the records that keep it as a
+    /// `String` (invalid UTF-8 replaced). Log lines escape it.
+    pub fn comm_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.comm).into_owned()
+    }
+}
+
+/// What one look at /proc/PID tells.
+#[derive(Debug)]
+pub enum Look {
+    Stat(ProcStat),
+    /// No such process (any more).
+    Gone,
+    /// There, but its files could not be read or understood: it may be
+    /// alive and may hold anything.
+    Unknown(io::Error),
+}
+
+/// /proc files that carry user-chosen bytes are small; this bounds every
+/// read of one (a `maps` of a huge process is the largest).
+const MAX_PROC_FILE: u64 = 64 << 20;
+
+/// Read a /proc (or other kernel) file as bytes, bounded.
+pub fn read_bytes(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    fs::File::open(path)?
+        .take(MAX_PROC_FILE)
+        .read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// ENOENT, or ESRCH (the process ended while its file was read): gone.
+fn is_gone(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH)
+}
+
+fn parse_num<T: std::str::FromStr>(b: &[u8]) -> Option<T> {
+    std::str::from_utf8(b).ok()?.trim().parse().ok()
+}
+
+fn fields(b: &[u8]) -> impl Iterator<Item = &[u8]> {
+    b.split(|c| c.is_ascii_whitespace())
+        .filter(|f| !f.is_empty())
+}
+
+fn lines(b: &[u8]) -> impl Iterator<Item = &[u8]> {
+    b.split(|&c| c == b'\n')
 }
 
 /// Parse /proc/PID/stat. The command name is in parentheses and may itself
-/// contain spaces and parentheses, so split at the last ')'.
-pub fn parse_stat(pid: u32, text: &str) -> Option<ProcStat> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let comm = text.get(open + 1..close)?.to_string();
-    let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
+/// contain spaces, parentheses and any other bytes, so split at the last ')'.
+pub fn parse_stat(pid: u32, text: &[u8]) -> Option<ProcStat> {
+    let open = text.iter().position(|&c| c == b'(')?;
+    let close = text.iter().rposition(|&c| c == b')')?;
+    let comm = text.get(open + 1..close)?.to_vec();
+    let rest: Vec<&[u8]> = fields(text.get(close + 1..)?).collect();
     // rest[0] = state (field 3), rest[1] = ppid (4), rest[19] = starttime (22)
+    let state = *rest.first()?.first()?;
     Some(ProcStat {
         pid,
         comm,
-        state: rest.first()?.chars().next()?,
-        ppid: rest.get(1)?.parse().ok()?,
-        start_ticks: rest.get(19)?.parse().ok()?,
+        state: state.is_ascii().then_some(state as char)?,
+        ppid: parse_num(rest.get(1)?)?,
+        start_ticks: parse_num(rest.get(19)?)?,
     })
 }
 
+/// Look at one process: its stat, or why there is none.
+pub fn look(pid: u32) -> Look {
+    match read_bytes(Path::new(&format!("/proc/{pid}/stat"))) {
+        Ok(text) => match parse_stat(pid, &text) {
+            Some(s) => Look::Stat(s),
+            None => Look::Unknown(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("/proc/{pid}/stat cannot be parsed"),
+            )),
+        },
+        Err(e) if is_gone(&e) => Look::Gone,
+        Err(e) => Look::Unknown(e),
+    }
+}
+
+/// The process's stat, when it can be read (see [`look`] to tell a
+/// process that is gone from one that cannot be read).
 pub fn stat(pid: u32) -> Option<ProcStat> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(pid, &text)
+    match look(pid) {
+        Look::Stat(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The value of one `Key:` line of /proc/PID/status.
+pub fn status_field<'a>(status: &'a [u8], key: &str) -> Option<&'a [u8]> {
+    lines(status).find_map(|l| l.strip_prefix(key.as_bytes())?.strip_prefix(b":"))
 }
 
 /// The thread group a thread id belongs to (a PID file may name a thread).
 pub fn tgid(pid: u32) -> Option<u32> {
-    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("Tgid:"))
-        .and_then(|v| v.trim().parse().ok())
+    let text = read_bytes(Path::new(&format!("/proc/{pid}/status"))).ok()?;
+    parse_num(status_field(&text, "Tgid")?)
 }
 
-/// The command name of a process, or "?" once it is gone.
+/// The command name of a process, or "?" once it is gone (invalid UTF-8
+/// replaced: for records that keep it as text).
 pub fn comm(pid: u32) -> String {
-    stat(pid).map(|s| s.comm).unwrap_or_else(|| "?".into())
+    stat(pid)
+        .map(|s| s.comm_lossy())
+        .unwrap_or_else(|| "?".into())
 }
 
 pub fn clock_ticks_per_sec() -> u64 {
@@ -144,8 +227,8 @@ pub fn procs_in_mnt_ns(mnt_ns: u64, prefer: &[u32]) -> Vec<u32> {
     // a few: one is enough unless it is chrooted or ends meanwhile
     out.extend(rest.into_iter().filter(|&p| inside(p)).take(4));
     let mounts = |p: u32| {
-        fs::read_to_string(format!("/proc/{p}/mountinfo"))
-            .map(|t| t.lines().count())
+        read_bytes(Path::new(&format!("/proc/{p}/mountinfo")))
+            .map(|t| lines(&t).filter(|l| !l.is_empty()).count())
             .unwrap_or(0)
     };
     let mut scored: Vec<(usize, u32)> = out.into_iter().map(|p| (mounts(p), p)).collect();
@@ -156,9 +239,10 @@ pub fn procs_in_mnt_ns(mnt_ns: u64, prefer: &[u32]) -> Vec<u32> {
 
 /// The NSpid line of /proc/PID/status: the PID in each namespace, from
 /// the outermost (ours) to the innermost (the process's own).
-pub fn parse_nspid(status: &str) -> Option<Vec<u32>> {
-    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
-    line.split_whitespace().map(|v| v.parse().ok()).collect()
+pub fn parse_nspid(status: &[u8]) -> Option<Vec<u32>> {
+    fields(status_field(status, "NSpid")?)
+        .map(parse_num)
+        .collect()
 }
 
 /// A PID as some PID namespace numbers it, seen from here.
@@ -185,7 +269,7 @@ pub fn host_pid(nspid: u32, pid_ns: u64) -> NsPid {
         }
         seen = true;
         for tid in numeric_dirs(Path::new(&format!("/proc/{pid}/task"))) {
-            let Ok(text) = fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")) else {
+            let Ok(text) = read_bytes(Path::new(&format!("/proc/{pid}/task/{tid}/status"))) else {
                 continue;
             };
             if parse_nspid(&text).and_then(|v| v.last().copied()) == Some(nspid)
@@ -204,7 +288,7 @@ pub fn host_pid(nspid: u32, pid_ns: u64) -> NsPid {
 
 /// Our NSpid has one entry only in the initial PID namespace.
 pub fn in_initial_pid_ns() -> bool {
-    fs::read_to_string("/proc/self/status")
+    read_bytes(Path::new("/proc/self/status"))
         .ok()
         .and_then(|t| parse_nspid(&t))
         .is_some_and(|v| v.len() == 1)
@@ -231,16 +315,24 @@ pub fn open_holders(targets: &HashSet<FileId>, ignore: &[u32]) -> HashMap<FileId
             continue;
         }
         let mut hit = |id: FileId| {
+            // a process that cannot be read may be alive: it counts
             if targets.contains(&id)
                 && !found.contains_key(&id)
-                && stat(pid).is_some_and(|s| s.alive())
+                && match look(pid) {
+                    Look::Stat(s) => s.alive(),
+                    Look::Gone => false,
+                    Look::Unknown(e) => {
+                        log::debug!("pid {pid} counts as a holder: {e}");
+                        true
+                    }
+                }
             {
                 found.insert(id, pid);
             }
         };
         let fd_dir = format!("/proc/{pid}/fd");
         if let Err(e) = fs::read_dir(&fd_dir) {
-            if e.kind() == io::ErrorKind::PermissionDenied {
+            if !is_gone(&e) {
                 // Blind to this process: it may hold any of them.
                 log::warn!("cannot inspect the open files of pid {pid}: {e}");
                 for id in targets {
@@ -249,14 +341,23 @@ pub fn open_holders(targets: &HashSet<FileId>, ignore: &[u32]) -> HashMap<FileId
                 continue;
             }
         }
+        // Mappings: a process whose maps cannot be read (some hosts deny
+        // even root the maps of their PID 1) is judged by its descriptors
+        // alone; the BPF iterator backend sees every mapping.
+        let maps = read_bytes(Path::new(&format!("/proc/{pid}/maps")));
+        if let Err(e) = &maps {
+            if !is_gone(e) {
+                log::debug!("cannot read the mappings of pid {pid}: {e}");
+            }
+        }
         for fd in numeric_dirs(Path::new(&fd_dir)) {
             // stat follows the magic link to the open file itself
             if let Ok(m) = fs::metadata(format!("{fd_dir}/{fd}")) {
                 hit(FileId::from_stat(m.dev(), m.ino()));
             }
         }
-        if let Ok(maps) = fs::read_to_string(format!("/proc/{pid}/maps")) {
-            for id in parse_maps(&maps) {
+        if let Ok(maps) = &maps {
+            for id in parse_maps(maps) {
                 hit(id);
             }
         }
@@ -269,11 +370,13 @@ pub fn open_holders(targets: &HashSet<FileId>, ignore: &[u32]) -> HashMap<FileId
 
 /// File identities of the mappings in /proc/PID/maps
 /// ("addr perms offset MAJ:MIN inode path").
-pub fn parse_maps(text: &str) -> impl Iterator<Item = FileId> + '_ {
-    text.lines().filter_map(|line| {
-        let mut f = line.split_whitespace();
-        let dev = f.nth(3)?;
-        let ino: u64 = f.next()?.parse().ok()?;
+/// The path at the end of a line may be any bytes; only the first five
+/// fields are read.
+pub fn parse_maps(text: &[u8]) -> impl Iterator<Item = FileId> + '_ {
+    lines(text).filter_map(|line| {
+        let mut f = fields(line);
+        let dev = std::str::from_utf8(f.nth(3)?).ok()?;
+        let ino: u64 = parse_num(f.next()?)?;
         if ino == 0 {
             return None;
         }
@@ -297,9 +400,10 @@ pub struct HeldLock {
 
 /// Parse /proc/locks, e.g. `1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF`.
 /// Waiters (`1: -> FLOCK ...`) hold nothing and are skipped.
-pub fn parse_proc_locks(text: &str) -> Vec<HeldLock> {
-    text.lines()
+pub fn parse_proc_locks(text: &[u8]) -> Vec<HeldLock> {
+    lines(text)
         .filter_map(|line| {
+            let line = std::str::from_utf8(line).ok()?;
             let f: Vec<&str> = line.split_whitespace().collect();
             if f.get(1) == Some(&"->") || f.len() < 6 {
                 return None;
@@ -319,7 +423,7 @@ pub fn parse_proc_locks(text: &str) -> Vec<HeldLock> {
 }
 
 pub fn held_locks() -> Vec<HeldLock> {
-    fs::read_to_string("/proc/locks")
+    read_bytes(Path::new("/proc/locks"))
         .map(|t| parse_proc_locks(&t))
         .unwrap_or_default()
 }
@@ -346,17 +450,44 @@ pub(crate) mod tests {
     #[test]
     fn stat_with_odd_comm() {
         let line =
-            "4242 (a b) c)) S 17 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100";
+            b"4242 (a b) c)) S 17 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100";
         let s = parse_stat(4242, line).unwrap();
-        assert_eq!(s.comm, "a b) c)");
+        assert_eq!(s.comm, b"a b) c)");
         assert_eq!(s.state, 'S');
         assert_eq!(s.ppid, 17);
         assert_eq!(s.start_ticks, 987654);
         assert!(s.alive());
-        let z = parse_stat(1, "1 (x) Z 0 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0").unwrap();
+        let z = parse_stat(1, b"1 (x) Z 0 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0").unwrap();
         assert!(!z.alive());
-        assert!(parse_stat(1, "1 (x) S").is_none());
-        assert!(parse_stat(1, "garbage").is_none());
+        assert!(parse_stat(1, b"1 (x) S").is_none());
+        assert!(parse_stat(1, b"garbage").is_none());
+    }
+
+    #[test]
+    fn stat_with_a_comm_cut_mid_utf8() {
+        // `svc-синхронизация` cut by the kernel at 15 bytes: "svc-синхр" + half a char
+        let mut line = b"77 (svc-\xd1\x81\xd0\xb8\xd0\xbd\xd1\x85\xd1".to_vec();
+        line.extend_from_slice(b") S 1 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 4242 0 0\n");
+        assert!(std::str::from_utf8(&line).is_err());
+        let s = parse_stat(77, &line).unwrap();
+        assert_eq!(s.comm.len(), 13);
+        assert_eq!(s.start_ticks, 4242);
+        assert!(s.alive());
+        assert!(s.comm_lossy().starts_with("svc-"));
+        let status = b"Name:\tsvc-\xd1\n\xffjunk\nTgid:\t77\nNSpid:\t77\t3\n";
+        assert_eq!(
+            parse_num::<u32>(status_field(status, "Tgid").unwrap()),
+            Some(77)
+        );
+        assert_eq!(parse_nspid(status), Some(vec![77, 3]));
+        let maps = b"1000-2000 r--p 00000000 fd:01 99 /tmp/\xff\xfe odd\n";
+        assert_eq!(parse_maps(maps).count(), 1);
+    }
+
+    #[test]
+    fn gone_and_unknown_processes() {
+        assert!(matches!(look(u32::MAX - 1), Look::Gone));
+        assert!(matches!(look(std::process::id()), Look::Stat(_)));
     }
 
     #[test]
@@ -369,7 +500,7 @@ pub(crate) mod tests {
 
     #[test]
     fn proc_locks() {
-        let text = "1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF\n\
+        let text = b"1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF\n\
                     2: FLOCK  ADVISORY  WRITE 99 00:2a:17 0 EOF\n\
                     2: -> FLOCK  ADVISORY  WRITE 100 00:2a:17 0 EOF\n\
                     3: OFDLCK ADVISORY  READ  -1 fd:00:42 0 EOF\n\
@@ -407,7 +538,7 @@ pub(crate) mod tests {
 
     #[test]
     fn maps() {
-        let text = "55d0c0a00000-55d0c0a02000 r--p 00000000 fd:01 1234 /usr/bin/cat\n\
+        let text = b"55d0c0a00000-55d0c0a02000 r--p 00000000 fd:01 1234 /usr/bin/cat\n\
                     7ffd1000-7ffd2000 rw-p 00000000 00:00 0 [stack]\n";
         let v: Vec<FileId> = parse_maps(text).collect();
         assert_eq!(
@@ -422,10 +553,10 @@ pub(crate) mod tests {
 
     #[test]
     fn nspid_lines() {
-        let t = "Name:\tsh\nTgid:\t5\nNSpid:\t4242\t17\t3\nNSpgid:\t1\n";
+        let t = b"Name:\tsh\nTgid:\t5\nNSpid:\t4242\t17\t3\nNSpgid:\t1\n";
         assert_eq!(parse_nspid(t), Some(vec![4242, 17, 3]));
-        assert_eq!(parse_nspid("NSpid:\t9\n"), Some(vec![9]));
-        assert_eq!(parse_nspid("Name: x\n"), None);
+        assert_eq!(parse_nspid(b"NSpid:\t9\n"), Some(vec![9]));
+        assert_eq!(parse_nspid(b"Name: x\n"), None);
         let me = std::process::id();
         let ns = ns_of(me, "pid").unwrap();
         if in_initial_pid_ns() {

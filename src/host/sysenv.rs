@@ -3,7 +3,6 @@
 //! Failures are `Unmet`: exit 2 with one line naming what is missing.
 
 use std::fmt;
-use std::fs;
 use std::path::Path;
 
 use nix::mount::{mount, MsFlags};
@@ -33,9 +32,9 @@ const NEEDED_CAPS: &[(u32, &str)] = &[
     (39, "CAP_BPF"),            // load programs and maps
 ];
 
-pub fn parse_cap_eff(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
-    u64::from_str_radix(line["CapEff:".len()..].trim(), 16).ok()
+pub fn parse_cap_eff(status: &[u8]) -> Option<u64> {
+    let v = crate::host::procfs::status_field(status, "CapEff")?;
+    u64::from_str_radix(std::str::from_utf8(v).ok()?.trim(), 16).ok()
 }
 
 /// Names of needed capabilities missing from a CapEff mask.
@@ -53,7 +52,8 @@ pub fn missing_caps(eff: u64) -> Vec<&'static str> {
 }
 
 pub fn check_privileges() -> Result<(), Unmet> {
-    let status = fs::read_to_string("/proc/self/status").map_err(|e| {
+    // bytes: our own name may be anything (a renamed binary)
+    let status = crate::host::procfs::read_bytes(Path::new("/proc/self/status")).map_err(|e| {
         Unmet(format!(
             "cannot read /proc/self/status: {e} (is /proc mounted?)"
         ))
@@ -66,6 +66,28 @@ pub fn check_privileges() -> Result<(), Unmet> {
         Err(Unmet(format!(
             "eghostbuster must run as root: missing capabilities {}",
             missing.join(", ")
+        )))
+    }
+}
+
+/// CAP_NET_ADMIN: sock_diag SOCK_DESTROY (netlink destruction) needs it.
+pub const CAP_NET_ADMIN: u32 = 12;
+
+/// Is capability `cap` in our effective set?
+pub fn has_cap(cap: u32) -> bool {
+    crate::host::procfs::read_bytes(Path::new("/proc/self/status"))
+        .ok()
+        .and_then(|s| parse_cap_eff(&s))
+        .is_some_and(|eff| eff & (1u64 << cap) != 0)
+}
+
+/// The capability a destruction method needs, or exit 2 naming it.
+pub fn require_net_admin(what: &str) -> Result<(), Unmet> {
+    if has_cap(CAP_NET_ADMIN) {
+        Ok(())
+    } else {
+        Err(Unmet(format!(
+            "{what} destroys sockets with sock_diag SOCK_DESTROY, which needs CAP_NET_ADMIN: this process lacks it"
         )))
     }
 }
@@ -170,7 +192,7 @@ mod tests {
 
     #[test]
     fn caps() {
-        let status = "Name:\tx\nCapEff:\t000001ffffffffff\n";
+        let status = b"Name:\tx\nCapEff:\t000001ffffffffff\n";
         let eff = parse_cap_eff(status).unwrap();
         assert!(missing_caps(eff).is_empty());
         assert_eq!(missing_caps(0).len(), NEEDED_CAPS.len());
@@ -178,6 +200,6 @@ mod tests {
         let old = (1 << 1) | (1 << 2) | (1 << 3) | (1 << 19) | (1 << 21);
         assert!(missing_caps(old).is_empty());
         assert_eq!(missing_caps(old & !(1 << 3)), vec!["CAP_FOWNER"]);
-        assert!(parse_cap_eff("nothing").is_none());
+        assert!(parse_cap_eff(b"nothing").is_none());
     }
 }

@@ -14,6 +14,7 @@ use crate::agent::class::{
 };
 use crate::agent::metrics::Collect;
 use crate::cli::{RunArgs, SweepArgs, Usage};
+use crate::host::escape::Esc;
 use crate::host::sysenv;
 use crate::locks::kernel::{self, LockEvent};
 use crate::locks::metrics::LockMetrics;
@@ -30,6 +31,8 @@ fn matcher(scope: &crate::cli::LockScope) -> Result<LockMatcher> {
 
 struct LockDuty {
     work: LockWork<LockMaps>,
+    /// The --include patterns the loaded programs' pre-filter was made for.
+    includes: Vec<String>,
 }
 
 impl Duty for LockDuty {
@@ -49,12 +52,45 @@ impl Duty for LockDuty {
         self.work.tick();
     }
 
+    fn reload(&mut self, args: &RunArgs) {
+        let Ok(new) = matcher(&args.scope) else {
+            return; // checked before: not reached
+        };
+        // the kernel's name pre-filter is fixed at load: new includes that
+        // need another one wait for a restart, the rest applies now
+        let (m, includes_kept) = if new.kernel_filter() == self.work.matcher().kernel_filter() {
+            (new, false)
+        } else {
+            let Ok(m) = LockMatcher::new(&self.includes, &args.scope.excludes, &args.scope.paths)
+            else {
+                return;
+            };
+            (m, true)
+        };
+        if !includes_kept {
+            self.includes = args.scope.includes.clone();
+        }
+        let dropped = self.work.set_matcher(m);
+        log::info!(
+            event = "reloaded", class = "locks";
+            "SIGHUP: locks: scope {}; excludes {:?}; {dropped} tracked lock(s) now out of scope",
+            args.scope.describe(),
+            args.scope.excludes
+        );
+        if includes_kept {
+            log::warn!(
+                event = "reload_restart_needed", class = "locks";
+                "SIGHUP: locks: --include patterns that change the kernel's name pre-filter need a restart; the running ones are kept"
+            );
+        }
+    }
+
     fn status(&self) -> Section {
         let locks = self.work.status();
         let digest = digest(
             locks
                 .iter()
-                .map(|l| (&l.path, l.owner_pid, l.owner_alive, &l.state)),
+                .map(|l| (l.path.to_string(), l.owner_pid, l.owner_alive, &l.state)),
         );
         Section {
             entries: serde_json::to_value(&locks).unwrap_or_default(),
@@ -127,7 +163,10 @@ impl Class for Locks {
                 what: "lock events",
                 decode,
             }),
-            duty: Box::new(LockDuty { work }),
+            duty: Box::new(LockDuty {
+                work,
+                includes: args.scope.includes.clone(),
+            }),
             metrics: metrics as Arc<dyn Collect>,
             features: vec![
                 ("exit", m.exit_hook.to_string()),
@@ -145,15 +184,26 @@ impl Class for Locks {
         let locks: Vec<LockStatus> = serde_json::from_value(entries.clone()).unwrap_or_default();
         writeln!(out, "locks:      {} tracked", locks.len())?;
         for l in &locks {
+            // the path as the JSON carries it (a string, or bytes), escaped
+            let path: Vec<u8> = match &l.path {
+                serde_json::Value::String(s) => s.as_bytes().to_vec(),
+                v => serde_json::from_value(v.clone()).unwrap_or_default(),
+            };
             writeln!(
                 out,
-                "  {}  owner pid {} ({}){}, up {}s; {}",
-                l.path,
+                "  {}  state {}; lock {}s (since {}); owner pid {} ({}) {}, up {}s",
+                Esc(&path),
+                l.state,
+                l.lock_age_s,
+                if l.age_from.is_empty() {
+                    "created"
+                } else {
+                    &l.age_from
+                },
                 l.owner_pid,
-                l.owner_comm,
-                if l.owner_alive { "" } else { " gone" },
+                Esc::str(&l.owner_comm),
+                if l.owner_alive { "alive" } else { "gone" },
                 l.owner_age_s,
-                l.state
             )?;
         }
         Ok(())

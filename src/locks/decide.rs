@@ -7,6 +7,7 @@
 use log::Level;
 
 use crate::files::verdict::ExitKind;
+use crate::host::escape::Esc;
 use crate::locks::kernel::Exit;
 use crate::locks::metrics::KeptReason;
 use crate::locks::patterns::Match;
@@ -74,9 +75,10 @@ pub enum Found {
 /// Everything the decision looks at.
 #[derive(Debug, Clone)]
 pub struct Input<'a> {
-    /// The lock's path, for log lines.
+    /// The lock's path, for log lines (escaped: host::escape::Esc).
     pub path: &'a str,
     pub owner: u32,
+    /// The owner's command name, escaped.
     pub comm: &'a str,
     /// "regular file", "directory", "symlink".
     pub what: &'static str,
@@ -184,8 +186,9 @@ pub fn decide(i: &Input<'_>) -> Decision {
             Some(s),
         ) => (
             format!(
-                "{}; pid {pid} ({comm}) that kept it {}",
+                "{}; pid {pid} ({}) that kept it {}",
                 stale_text(s),
+                Esc::str(comm),
                 ExitKind::from_wait_status(*status)
             ),
             s.clone(),
@@ -207,7 +210,7 @@ pub fn decide(i: &Input<'_>) -> Decision {
             // the file's PID is read in the creator's PID namespace; the
             // exiting process's number there, if it lives in it
             let names_self = pid_in_file == Some(*ns_tgid) && i.pid_ns == *pid_ns;
-            let owner = format!("owner pid {pid} ({comm}) {kind}");
+            let owner = format!("owner pid {pid} ({}) {kind}", Esc::str(comm));
             match verdict::on_exit(kind, names_self, *ppid, *parent_subreaper) {
                 OnExit::Stale => (owner, (*pid, *status, comm.clone())),
                 OnExit::Left => {
@@ -258,7 +261,8 @@ pub fn decide(i: &Input<'_>) -> Decision {
 /// "owner pid N (comm) killed by SIGKILL", for a lock judged stale before.
 fn stale_text((pid, status, comm): &(u32, u32, String)) -> String {
     format!(
-        "owner pid {pid} ({comm}) {}",
+        "owner pid {pid} ({}) {}",
+        Esc::str(comm),
         ExitKind::from_wait_status(*status)
     )
 }

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::agent::metrics::{Collect, Family};
+use crate::agent::metrics::{Collect, Family, Histogram};
 
 /// Why a lock was not removed: a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +70,9 @@ pub struct LockMetrics {
     /// Kernel-side counts, copied in by the worker (they only grow).
     pub kernel_events_dropped: AtomicU64,
     pub kernel_owners_full: AtomicU64,
+    /// From an owner's exit reaching the worker to the decision on each of
+    /// its locks.
+    pub decision_delay: Histogram,
 }
 
 impl LockMetrics {
@@ -108,7 +111,7 @@ impl Collect for LockMetrics {
             ),
             Family::counter(
                 "locks_handed_total",
-                "Locks handed to the parent on a clean exit.",
+                "Locks handed to the parent on a clean exit: one per lock and exit.",
                 c(&self.handed_total),
             ),
             Family::counter(
@@ -120,6 +123,11 @@ impl Collect for LockMetrics {
                 "owners_map_full_total",
                 "Owners the kernel could not watch: owners map full.",
                 c(&self.kernel_owners_full),
+            ),
+            Family::histogram(
+                "lock_decision_seconds",
+                "Time from an owner's exit reaching the worker to the decision on its lock (removed, kept, handed, left).",
+                &self.decision_delay,
             ),
             Family::gauge("locks_tracked", "Lock files tracked now.", c(&self.tracked)),
         ]

@@ -140,7 +140,10 @@ fn walk(
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => {
-                errors.push(format!("cannot read {}: {e}", dir.display()));
+                errors.push(format!(
+                    "cannot read {}: {e}",
+                    crate::host::escape::Esc::path(&dir)
+                ));
                 continue;
             }
         };
@@ -292,7 +295,7 @@ pub fn sweep_locks(
         }
         let outcomes = removal::remove_all(&targets, &me, dry_run);
         for ((path, reason), outcome) in reasons.into_iter().zip(outcomes) {
-            let path = path.display();
+            let path = crate::host::escape::Esc::path(&path);
             match outcome {
                 Outcome::Removed => {
                     let _ = writeln!(out, "removed {path}: {reason}");

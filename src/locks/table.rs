@@ -17,6 +17,10 @@ pub struct Tracked {
     pub file: FileId,
     pub class: Match,
     pub rec: Record,
+    /// When this agent started tracking it (the kernel's record has no
+    /// creation time): its creation for a lock seen being made, its
+    /// adoption for one recorded while no agent ran.
+    pub since: std::time::SystemTime,
 }
 
 impl Tracked {
@@ -111,6 +115,7 @@ impl<K: LockKernel> Table<K> {
                 file: key.file(),
                 class,
                 rec,
+                since: std::time::SystemTime::now(),
             },
         );
     }
@@ -159,13 +164,24 @@ impl<K: LockKernel> Table<K> {
             lock.rec.stale = stale;
         }
         if !self.kernel.store(key, &lock.rec) {
-            log::warn!("could not update the record of {}", lock.rec.path.display());
+            log::warn!(
+                "could not update the record of {}",
+                crate::host::escape::Esc::path(&lock.rec.path)
+            );
         }
         self.by_owner.entry(pid).or_default().insert(key);
         self.by_file.insert(key.file(), key);
         let watched = self.kernel.watch(pid);
         self.locks.insert(key, lock);
         watched
+    }
+
+    /// Every tracked lock's key and path, for a new classification.
+    pub fn paths(&self) -> Vec<(LockKey, PathBuf)> {
+        self.locks
+            .values()
+            .map(|l| (l.key, l.rec.path.clone()))
+            .collect()
     }
 
     /// A tracked lock now has another name (its owner renamed it).
@@ -175,7 +191,10 @@ impl<K: LockKernel> Table<K> {
         l.class = class;
         let rec = l.rec.clone();
         if !self.kernel.store(key, &rec) {
-            log::warn!("could not update the record of {}", rec.path.display());
+            log::warn!(
+                "could not update the record of {}",
+                crate::host::escape::Esc::path(&rec.path)
+            );
         }
         Some(rec)
     }

@@ -60,6 +60,29 @@ impl Duty for SockDuty {
         }
     }
 
+    fn reload(&mut self, args: &RunArgs) {
+        let (timeout, filter) = self.work.scope();
+        let Ok(new) = args.sockets.filter() else {
+            return; // checked before: not reached
+        };
+        if args.sockets.close_wait_timeout == timeout && new == *filter {
+            return;
+        }
+        let t = args.sockets.close_wait_timeout;
+        match self.work.set_scope(t, new.clone()) {
+            Ok(()) => log::info!(
+                event = "reloaded", class = "sockets";
+                "SIGHUP: sockets: close-wait timeout {t:?}; ports: {:?}, except {:?}",
+                new.ports,
+                new.exclude
+            ),
+            Err(e) => log::error!(
+                event = "reload_failed", class = "sockets";
+                "SIGHUP: sockets: the new scope could not be applied, the running one is kept: {e:#}"
+            ),
+        }
+    }
+
     fn finish(&mut self) {
         log::debug!("worker, sockets: {:?}", self.work.stats);
     }
@@ -80,6 +103,23 @@ impl Class for Sockets {
 
     fn validate(&self, args: &RunArgs) -> Result<()> {
         args.sockets.filter().map_err(Usage)?;
+        Ok(())
+    }
+
+    fn require(&self, args: &RunArgs) -> Result<()> {
+        use crate::sockets::monitor::DestroyChoice;
+        // the kfunc destroys in the kernel; netlink needs CAP_NET_ADMIN
+        let netlink = !args.switches.dry_run
+            && match args.socket_destroy {
+                DestroyChoice::Netlink => true,
+                DestroyChoice::Kfunc => false,
+                DestroyChoice::Auto => !monitor::has_sock_destroy_kfunc(),
+            };
+        if netlink {
+            crate::host::sysenv::require_net_admin(
+                "the socket monitor (--socket-destroy netlink)",
+            )?;
+        }
         Ok(())
     }
 
@@ -158,9 +198,10 @@ impl Class for Sockets {
         for k in &socks {
             writeln!(
                 out,
-                "  {} -> {}  netns {}, seen {}s ago, reaper in {}s",
+                "  {} -> {}  state {}; netns {}, in CLOSE_WAIT for {}s (seen by this agent), reaper in {}s",
                 k.local.as_deref().unwrap_or("?"),
                 k.remote.as_deref().unwrap_or("?"),
+                if k.state.is_empty() { "waiting" } else { &k.state },
                 k.netns,
                 k.seen_s,
                 k.due_in_s
@@ -176,6 +217,13 @@ impl Class for Sockets {
     fn sweep_validate(&self, args: &SweepArgs) -> Result<()> {
         args.sockets.filter().map_err(Usage)?;
         sweep::prepare_state_file(&args.state_file).map_err(Usage)?;
+        Ok(())
+    }
+
+    fn sweep_require(&self, args: &SweepArgs) -> Result<()> {
+        if !args.switches.dry_run {
+            crate::host::sysenv::require_net_admin("sweep")?;
+        }
         Ok(())
     }
 
@@ -199,6 +247,9 @@ impl Class for Sockets {
         let metrics = SockMetrics::default();
         for _ in 0..s.destroyed {
             metrics.destroyed(Method::Netlink);
+        }
+        for _ in 0..s.failed {
+            metrics.failed(Method::Netlink);
         }
         Ok((
             SweepSummary {

@@ -2,14 +2,18 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::agent::metrics::{Collect, Family};
+use crate::agent::metrics::{Collect, Family, Histogram};
 use crate::sockets::model::Method;
 
 #[derive(Debug, Default)]
 pub struct SockMetrics {
     destroyed_kfunc: AtomicU64,
     destroyed_netlink: AtomicU64,
+    failed_kfunc: AtomicU64,
+    failed_netlink: AtomicU64,
     pub tracked: AtomicU64,
+    /// From a socket's deadline (idle past the timeout) to its destruction.
+    pub decision_delay: Histogram,
 }
 
 impl SockMetrics {
@@ -17,6 +21,14 @@ impl SockMetrics {
         match method {
             Method::Kfunc => &self.destroyed_kfunc,
             Method::Netlink => &self.destroyed_netlink,
+        }
+        .fetch_add(1, Relaxed);
+    }
+
+    pub fn failed(&self, method: Method) {
+        match method {
+            Method::Kfunc => &self.failed_kfunc,
+            Method::Netlink => &self.failed_netlink,
         }
         .fetch_add(1, Relaxed);
     }
@@ -33,6 +45,20 @@ impl Collect for SockMetrics {
                     ("kfunc", self.destroyed_kfunc.load(Relaxed)),
                     ("netlink", self.destroyed_netlink.load(Relaxed)),
                 ],
+            ),
+            Family::labelled(
+                "socket_destroy_failures_total",
+                "Stale CLOSE_WAIT sockets whose destruction failed, by method.",
+                "method",
+                [
+                    ("kfunc", self.failed_kfunc.load(Relaxed)),
+                    ("netlink", self.failed_netlink.load(Relaxed)),
+                ],
+            ),
+            Family::histogram(
+                "socket_decision_delay_seconds",
+                "Time from a socket's deadline (idle past the timeout) to its destruction.",
+                &self.decision_delay,
             ),
             Family::gauge(
                 "sockets_tracked",

@@ -278,7 +278,7 @@ pub fn describe(r: &Reaped, holder: Option<&Holder>, dry_run: bool, timeout: Dur
         (ReapKind::Pending, false) => "pending".to_string(),
     };
     let owner = match holder {
-        Some(h) => format!("pid {} ({})", h.pid, h.comm),
+        Some(h) => format!("pid {} ({})", h.pid, crate::host::escape::Esc::str(&h.comm)),
         None => "no process found".to_string(),
     };
     format!(

@@ -18,7 +18,7 @@ use libbpf_rs::{Iter, Link, MapCore, MapFlags, MapHandle, OpenObject};
 use crate::host::netns;
 use crate::host::pins;
 use crate::host::sysenv::Unmet;
-use crate::sockets::bpf::types::bss;
+use crate::sockets::bpf::types::{bss, data_scope};
 use crate::sockets::bpf::{SocketsSkel, SocketsSkelBuilder};
 use crate::sockets::model::{decode_reaped, Method, PortFilter, ReapKind, Reaped, MAX_PORTS};
 use crate::sockets::sock_diag;
@@ -102,12 +102,13 @@ pub fn load<'obj>(
         .rodata_data
         .as_deref_mut()
         .context("socket BPF object has no .rodata")?;
-    ro.timeout_ns = cfg.timeout.as_nanos().min(u64::MAX as u128) as u64;
-    ro.n_ports = cfg.filter.ports.len() as u32;
-    ro.ports[..cfg.filter.ports.len()].copy_from_slice(&cfg.filter.ports);
-    ro.n_exclude = cfg.filter.exclude.len() as u32;
-    ro.exclude_ports[..cfg.filter.exclude.len()].copy_from_slice(&cfg.filter.exclude);
     ro.ignore_hz = cfg.force_idle_fallback;
+    let scope = open
+        .maps
+        .data_scope_data
+        .as_deref_mut()
+        .context("socket BPF object has no .data.scope")?;
+    *scope = scope_value(cfg.timeout, &cfg.filter);
     if let Some(dir) = &cfg.pin_dir {
         // libbpf reuses a compatible pinned map, or creates and pins one
         let m = &mut open.maps;
@@ -161,6 +162,7 @@ pub fn load<'obj>(
         .attach()
         .map_err(|e| Unmet(format!("attaching the tcp reaper iterator failed: {e}")))?;
     let bss = MapHandle::try_from(&skel.maps.bss).context("socket .bss map")?;
+    let scope = MapHandle::try_from(&skel.maps.data_scope).context("socket .data.scope map")?;
     Ok(SockMonitor {
         skel,
         links: vec![tp],
@@ -170,6 +172,7 @@ pub fn load<'obj>(
             dry_run: cfg.dry_run,
             filter: cfg.filter.clone(),
             bss,
+            scope,
         },
         pinned_links,
     })
@@ -182,6 +185,10 @@ pub trait Reap: Send {
     fn namespaces(&self) -> Vec<u64>;
     /// The kernel side's counters: (ring buffer drops, storage failures).
     fn counters(&self) -> Option<(u64, u64)>;
+    /// A new scope for the programs (SIGHUP), from the next event or visit.
+    fn set_scope(&mut self, _timeout: Duration, _filter: &PortFilter) -> Result<()> {
+        Ok(())
+    }
 }
 
 pub struct Reaper {
@@ -190,6 +197,22 @@ pub struct Reaper {
     dry_run: bool,
     filter: PortFilter,
     bss: MapHandle,
+    /// The programs' scope (timeout, ports): rewritten by a reload.
+    scope: MapHandle,
+}
+
+/// The `.data.scope` section's value for a timeout and a port filter.
+fn scope_value(timeout: Duration, filter: &PortFilter) -> data_scope {
+    let mut v = data_scope {
+        timeout_ns: timeout.as_nanos().min(u64::MAX as u128) as u64,
+        n_ports: filter.ports.len() as u32,
+        ports: [0; MAX_PORTS],
+        n_exclude: filter.exclude.len() as u32,
+        exclude_ports: [0; MAX_PORTS],
+    };
+    v.ports[..filter.ports.len()].copy_from_slice(&filter.ports);
+    v.exclude_ports[..filter.exclude.len()].copy_from_slice(&filter.exclude);
+    v
 }
 
 impl Reaper {
@@ -237,6 +260,25 @@ impl Reap for Reaper {
 
     fn namespaces(&self) -> Vec<u64> {
         netns::all().into_keys().collect()
+    }
+
+    fn set_scope(&mut self, timeout: Duration, filter: &PortFilter) -> Result<()> {
+        if filter.ports.len() > MAX_PORTS || filter.exclude.len() > MAX_PORTS {
+            anyhow::bail!("at most {MAX_PORTS} ports per list");
+        }
+        let v = scope_value(timeout, filter);
+        // SAFETY: a plain C struct (the generated type), read as its bytes.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&v as *const data_scope).cast::<u8>(),
+                std::mem::size_of::<data_scope>(),
+            )
+        };
+        self.scope
+            .update(&0u32.to_ne_bytes(), bytes, MapFlags::ANY)
+            .context("updating the socket programs' scope")?;
+        self.filter = filter.clone();
+        Ok(())
     }
 
     fn counters(&self) -> Option<(u64, u64)> {

@@ -263,7 +263,7 @@ pub fn describe(
     timeout: Duration,
 ) -> String {
     let owner = match holder {
-        Some(h) => format!("pid {} ({})", h.pid, h.comm),
+        Some(h) => format!("pid {} ({})", h.pid, crate::host::escape::Esc::str(&h.comm)),
         None => "no process found".to_string(),
     };
     format!(
@@ -319,6 +319,29 @@ pub fn prepare_state_file(path: &Path) -> Result<(), String> {
     }
 }
 
+/// A state file holds a line per socket seen in CLOSE_WAIT: a few MiB at
+/// most on the busiest host. A larger one is not ours and is not read.
+const MAX_STATE_BYTES: u64 = 16 << 20;
+
+/// The state file, bounded; a larger file is an error (the run fails and
+/// leaves it alone).
+fn read_state(path: &Path) -> io::Result<String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    let mut buf = Vec::new();
+    f.take(MAX_STATE_BYTES + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_STATE_BYTES {
+        return Err(io::Error::other(format!(
+            "larger than {} MiB: not a state file",
+            MAX_STATE_BYTES >> 20
+        )));
+    }
+    String::from_utf8(buf).map_err(|_| io::Error::other("not UTF-8 text"))
+}
+
 fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_string())
@@ -344,7 +367,7 @@ pub fn sweep_sockets(cfg: &SweepSockets<'_>, out: &mut dyn Write, err: &mut dyn 
         summary.failed += 1;
     };
     let boot = boot_id();
-    let mut prev = match std::fs::read_to_string(cfg.state_file) {
+    let mut prev = match read_state(cfg.state_file) {
         Ok(text) => State::parse(&text).unwrap_or_else(|e| {
             fail(
                 &mut summary,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::host::clock::boot_ns;
+use crate::host::escape::Field;
 use crate::host::netns;
 use crate::sockets::metrics::SockMetrics;
 use crate::sockets::model::{
@@ -29,6 +30,9 @@ pub struct SockStatus {
     /// Seconds until the reaper looks at it again.
     #[serde(rename = "reaped_in_s")]
     pub due_in_s: u64,
+    /// Machine-readable: "waiting" (in CLOSE_WAIT, its deadline ahead).
+    #[serde(default)]
+    pub state: String,
 }
 
 /// A pending socket is looked at again this long after the kernel says it
@@ -85,6 +89,27 @@ impl SockWork {
 
     pub fn next_deadline(&self) -> Option<Instant> {
         self.sched.next_deadline()
+    }
+
+    /// The running timeout and port filter.
+    pub fn scope(&self) -> (Duration, &PortFilter) {
+        (self.timeout, &self.filter)
+    }
+
+    /// SIGHUP: a new timeout and port filter, in the programs first, then
+    /// here; every namespace is then looked at again, so each tracked
+    /// socket's deadline follows the new timeout (and one already stale
+    /// by it goes now).
+    pub fn set_scope(&mut self, timeout: Duration, filter: PortFilter) -> anyhow::Result<()> {
+        self.reaper.set_scope(timeout, &filter)?;
+        self.timeout = timeout;
+        self.filter = filter;
+        let now = Instant::now();
+        for (cookie, netns, _) in self.sched.entries().collect::<Vec<_>>() {
+            self.sched.schedule(cookie, netns, now);
+        }
+        self.survey();
+        Ok(())
     }
 
     pub fn on_event(&mut self, ev: SockEvent) {
@@ -190,6 +215,7 @@ impl SockWork {
                     remote: ends.as_ref().map(|e| e.remote.to_string()),
                     seen_s: now.saturating_duration_since(first).as_secs(),
                     due_in_s: at.saturating_duration_since(now).as_secs(),
+                    state: "waiting".into(),
                 }
             })
             .collect();
@@ -231,19 +257,44 @@ impl SockWork {
                     self.seen.remove(&r.cookie);
                     self.stats.destroyed += 1;
                     self.metrics.destroyed(r.method);
-                    log::info!("{}", describe(&r, holders.get(&r.ino), false, self.timeout));
+                    self.metrics
+                        .decision_delay
+                        .observe(r.idle.saturating_sub(self.timeout));
+                    let h = holders.get(&r.ino);
+                    log::info!(
+                        event = "destroyed", method = r.method.to_string(), netns = r.netns,
+                        local = r.ends.local.to_string(), remote = r.ends.remote.to_string(),
+                        cookie = r.cookie, inode = r.ino, idle_s = r.idle.as_secs_f64(),
+                        pid = h.map(|h| h.pid), comm = h.map(|h| Field::str(&h.comm));
+                        "{}", describe(&r, h, false, self.timeout)
+                    );
                 }
-                ReapKind::Failed(_) => {
+                ReapKind::Failed(e) => {
                     self.sched.cancel(r.cookie);
                     self.seen.remove(&r.cookie);
                     self.stats.failed += 1;
-                    log::error!("{}", describe(&r, holders.get(&r.ino), false, self.timeout));
+                    self.metrics.failed(r.method);
+                    let h = holders.get(&r.ino);
+                    log::error!(
+                        event = "destroy_failed", method = r.method.to_string(), netns = r.netns,
+                        local = r.ends.local.to_string(), remote = r.ends.remote.to_string(),
+                        cookie = r.cookie, inode = r.ino, errno = e,
+                        pid = h.map(|h| h.pid), comm = h.map(|h| Field::str(&h.comm));
+                        "{}", describe(&r, h, false, self.timeout)
+                    );
                 }
                 ReapKind::Stale => {
                     self.sched.cancel(r.cookie);
                     self.seen.remove(&r.cookie);
                     if self.dry_run && self.reported.insert(r.cookie) {
-                        log::info!("{}", describe(&r, holders.get(&r.ino), true, self.timeout));
+                        let h = holders.get(&r.ino);
+                        log::info!(
+                            event = "would_destroy", method = r.method.to_string(), netns = r.netns,
+                            local = r.ends.local.to_string(), remote = r.ends.remote.to_string(),
+                            cookie = r.cookie, inode = r.ino, idle_s = r.idle.as_secs_f64(),
+                            pid = h.map(|h| h.pid), comm = h.map(|h| Field::str(&h.comm));
+                            "{}", describe(&r, h, true, self.timeout)
+                        );
                     }
                 }
             }

@@ -340,6 +340,22 @@ pub fn validate(text: &str) -> Result<usize, String> {
             .parse::<f64>()
             .map_err(|_| format!("line {n}: bad value {value:?}"))?;
         let name = series.split('{').next().unwrap_or("");
+        // a histogram's series carry suffixes; its TYPE names the base
+        let name = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|b| typed.contains(*b)))
+            .unwrap_or(name);
+        if let Some(labels) = series.find('{').map(|i| &series[i..]) {
+            // every value quoted: an even number of unescaped quotes
+            let quotes = labels
+                .replace("\\\\", "")
+                .replace("\\\"", "")
+                .matches('"')
+                .count();
+            if quotes % 2 != 0 {
+                return Err(format!("line {n}: bad labels {labels:?}"));
+            }
+        }
         if name.is_empty()
             || !name
                 .chars()

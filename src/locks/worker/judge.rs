@@ -5,7 +5,8 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::files::removal::{self, Outcome, Target};
-use crate::files::verdict::{Keep, PidInFile};
+use crate::files::verdict::{ExitKind, Keep, PidInFile};
+use crate::host::escape::{Esc, Field};
 use crate::host::procfs::{self, NsPid};
 use crate::locks::decide::{self, Cause, Decision, Input};
 use crate::locks::gather::gather;
@@ -26,8 +27,10 @@ impl<K: LockKernel> LockWork<K> {
         for w in work {
             if let Some(lock) = self.table.get(&w.key) {
                 log::info!(
+                    event = "kept", reason = KeptReason::Other.label(),
+                    path = Field::path(&lock.rec.path), pid = lock.owner();
                     "kept {}: its owner kept changing while it was checked",
-                    lock.rec.path.display()
+                    Esc::path(&lock.rec.path)
                 );
                 self.metrics.kept(KeptReason::Other);
             }
@@ -61,16 +64,30 @@ impl<K: LockKernel> LockWork<K> {
         let targets: Vec<Target> = cands.iter_mut().filter_map(|c| c.target.take()).collect();
         let outcomes = removal::remove_all(&targets, &ignore, self.cfg.dry_run);
         for (c, outcome) in cands.into_iter().zip(outcomes) {
-            let path = c.lock.rec.path.display();
+            let path = Esc::path(&c.lock.rec.path);
             let place = &c.place;
+            let field = Field::path(&c.lock.rec.path);
+            let (pid, status, comm) = &c.stale;
+            let owner_exit = ExitKind::from_wait_status(*status).to_string();
+            let comm = Field::str(comm);
             match outcome {
                 Outcome::Removed => {
-                    log::info!("removed {path}{place}: {}", c.reason);
+                    log::info!(
+                        event = "removed", path = field, pid = *pid, comm = comm,
+                        owner_exit = owner_exit.as_str(), mnt_ns = c.lock.rec.mnt_ns;
+                        "removed {path}{place}: {}", c.reason
+                    );
+                    self.decided();
                     self.metrics.removed_total.fetch_add(1, Relaxed);
                     self.table.untrack(&c.lock.key);
                 }
                 Outcome::WouldRemove => {
-                    log::info!("would remove {path}{place}: {} (dry run)", c.reason);
+                    log::info!(
+                        event = "would_remove", path = field, pid = *pid, comm = comm,
+                        owner_exit = owner_exit.as_str(), mnt_ns = c.lock.rec.mnt_ns;
+                        "would remove {path}{place}: {} (dry run)", c.reason
+                    );
+                    self.decided();
                     self.table.untrack(&c.lock.key);
                 }
                 Outcome::Kept(keep) => self.keep(&c, keep, &mut next),
@@ -79,7 +96,12 @@ impl<K: LockKernel> LockWork<K> {
                     self.table.untrack(&c.lock.key);
                 }
                 Outcome::Failed(e) => {
-                    log::error!("failed to remove {path}: {e}; {}", c.reason);
+                    log::error!(
+                        event = "remove_failed", path = field, pid = *pid, comm = comm,
+                        owner_exit = owner_exit.as_str(), error = e.to_string();
+                        "failed to remove {path}: {e}; {}", c.reason
+                    );
+                    self.decided();
                     self.metrics.removal_failures_total.fetch_add(1, Relaxed);
                     self.table.untrack(&c.lock.key);
                 }
@@ -91,7 +113,9 @@ impl<K: LockKernel> LockWork<K> {
     /// One lock before the batch checks: gather its facts where it was
     /// made, decide, and act on everything but a removal.
     fn prepare(&mut self, lock: Tracked, cause: &Cause) -> Option<Candidate> {
-        let path = lock.rec.path.display().to_string();
+        let path = Esc::path(&lock.rec.path).to_string();
+        let comm = Esc::str(&lock.rec.comm).to_string();
+        let field = Field::path(&lock.rec.path);
         let key = lock.key;
         // A lock made in another mount namespace (a container, or a
         // sandboxed service) is judged there, through a live process that
@@ -102,16 +126,15 @@ impl<K: LockKernel> LockWork<K> {
         let foreign = !root.reachable();
         if foreign {
             log::info!(
-                "{path}: no live process shares the mount namespace pid {} ({}) made it in; judging the same path here",
-                lock.owner(),
-                lock.rec.comm
+                "{path}: no live process shares the mount namespace pid {} ({comm}) made it in; judging the same path here",
+                lock.owner()
             );
         }
         let gathered = gather(&root, &lock);
         let decision = decide::decide(&Input {
             path: &path,
             owner: lock.owner(),
-            comm: &lock.rec.comm,
+            comm: &comm,
             what: lock.rec.kind.what(),
             pid_ns: lock.rec.pid_ns,
             stale: lock.rec.stale.as_ref(),
@@ -131,7 +154,18 @@ impl<K: LockKernel> LockWork<K> {
                 reason,
                 level,
             } => {
-                log::log!(level, "{line}");
+                let event = if reason == KeptReason::LeftOnExit {
+                    "left"
+                } else {
+                    "kept"
+                };
+                log::log!(
+                    level, event = event, reason = reason.label(), path = field,
+                    pid = lock.owner(), comm = Field::str(&lock.rec.comm),
+                    owner_exit = cause_exit(cause).as_deref();
+                    "{line}"
+                );
+                self.decided();
                 self.metrics.kept(reason);
                 self.table.untrack(&key);
                 None
@@ -142,7 +176,13 @@ impl<K: LockKernel> LockWork<K> {
                 owner,
             } => {
                 let pcomm = procfs::comm(ppid);
-                log::info!("handed {path} to parent pid {ppid} ({pcomm}): {owner}");
+                log::info!(
+                    event = "handed", path = field, pid = lock.owner(),
+                    comm = Field::str(&lock.rec.comm), owner_exit = cause_exit(cause).as_deref(),
+                    parent_pid = ppid, parent_comm = Field::str(&pcomm);
+                    "handed {path} to parent pid {ppid} ({}): {owner}", Esc::str(&pcomm)
+                );
+                self.decided();
                 self.metrics.handed_total.fetch_add(1, Relaxed);
                 self.set_owner(key, ppid, parent_start, pcomm, None);
                 // the parent's own exit may be in this very batch, already
@@ -193,7 +233,10 @@ impl<K: LockKernel> LockWork<K> {
     ) {
         let c = comm.clone();
         if !self.table.set_owner(key, pid, start_ns, comm, stale) {
-            log::warn!("owners map full: the exit of pid {pid} ({c}) is only noticed by polling");
+            log::warn!(
+                "owners map full: the exit of pid {pid} ({}) is only noticed by polling",
+                Esc::str(&c)
+            );
         }
     }
 
@@ -222,16 +265,24 @@ impl<K: LockKernel> LockWork<K> {
     /// Keep a lock for a live process, which becomes its owner: when that
     /// one exits, the checks run again.
     fn keep(&mut self, c: &Candidate, keep: Keep, next: &mut Vec<Work>) {
-        let path = c.lock.rec.path.display();
-        self.metrics.kept(match keep {
+        let path = Esc::path(&c.lock.rec.path);
+        let reason = match keep {
             Keep::OpenBy(_) => KeptReason::Open,
             Keep::LockedBy(_) => KeptReason::Locked,
             Keep::PidAlive(_) => KeptReason::PidAlive,
             Keep::PidUninterpretable => KeptReason::PidForeign,
             Keep::Replaced => KeptReason::Other,
-        });
+        };
+        self.metrics.kept(reason);
+        let (opid, status, ocomm) = &c.stale;
+        let owner_exit = ExitKind::from_wait_status(*status).to_string();
         let Some(pid) = keep.new_owner() else {
-            log::info!("kept {path}: {keep}; {}", c.reason);
+            log::info!(
+                event = "kept", reason = reason.label(), path = Field::path(&c.lock.rec.path),
+                pid = *opid, comm = Field::str(ocomm), owner_exit = owner_exit.as_str();
+                "kept {path}: {keep}; {}", c.reason
+            );
+            self.decided();
             self.table.untrack(&c.lock.key);
             return;
         };
@@ -245,9 +296,16 @@ impl<K: LockKernel> LockWork<K> {
             });
             return;
         };
-        log::info!("kept {path}: {keep} ({}); {}", st.comm, c.reason);
+        let comm = st.comm_lossy();
+        log::info!(
+            event = "kept", reason = reason.label(), path = Field::path(&c.lock.rec.path),
+            pid = *opid, comm = Field::str(ocomm), owner_exit = owner_exit.as_str(),
+            holder_pid = tgid, holder_comm = Field(&st.comm);
+            "kept {path}: {keep} ({}); {}", Esc(&st.comm), c.reason
+        );
+        self.decided();
         let start_ns = st.start_ticks * (1_000_000_000 / procfs::clock_ticks_per_sec());
-        self.set_owner(c.lock.key, tgid, start_ns, st.comm, Some(c.stale.clone()));
+        self.set_owner(c.lock.key, tgid, start_ns, comm, Some(c.stale.clone()));
         // watched only now: if it died meanwhile, its exit went unseen
         if !procfs::stat(tgid).is_some_and(|s| s.alive() && s.start_ticks == st.start_ticks) {
             next.push(Work {
@@ -256,5 +314,14 @@ impl<K: LockKernel> LockWork<K> {
                 cause: Cause::Gone { pid: tgid },
             });
         }
+    }
+}
+
+/// "killed by SIGKILL", "exited with status 0": the owner's end, when an
+/// exit was seen.
+fn cause_exit(cause: &Cause) -> Option<String> {
+    match cause {
+        Cause::Exited { status, .. } => Some(ExitKind::from_wait_status(*status).to_string()),
+        Cause::Gone { .. } => None,
     }
 }

@@ -15,11 +15,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use crate::files::removal::Target;
+use crate::host::escape::Field;
 use crate::host::procfs;
 use crate::locks::decide::Cause;
 use crate::locks::kernel::{Created, Exit, LockEvent, LockKernel, LockKey, LOCK_F_TABLE_FULL};
 use crate::locks::metrics::LockMetrics;
-use crate::locks::patterns::LockMatcher;
+use crate::locks::patterns::{LockMatcher, Match};
 use crate::locks::resolve::Root;
 use crate::locks::table::{Table, Tracked};
 
@@ -49,12 +50,24 @@ struct Candidate {
 /// A tracked lock, for `eghostbuster status`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LockStatus {
-    pub path: String,
+    /// The path, lossless (`host::escape::Field`: a string when UTF-8,
+    /// else its bytes).
+    pub path: serde_json::Value,
     pub owner_pid: u32,
     pub owner_comm: String,
     pub owner_alive: bool,
-    /// Seconds since the owner started (locks carry no creation time).
+    /// Seconds since the owner started.
     pub owner_age_s: u64,
+    /// Seconds since this agent started tracking the lock: since its
+    /// creation, or since its adoption from pins for one recorded while no
+    /// agent ran (`age_from`). The kernel's record has no creation time.
+    #[serde(default)]
+    pub lock_age_s: u64,
+    /// "created" or "adopted".
+    #[serde(default)]
+    pub age_from: String,
+    /// Machine-readable: "owned" (its owner lives), "held" (its owner
+    /// ended; kept for a live process that holds or names it).
     pub state: String,
 }
 
@@ -79,6 +92,10 @@ pub struct LockWork<K: LockKernel> {
     deferred: Vec<Work>,
     last_counters: (u64, u64, u64),
     metrics: Arc<LockMetrics>,
+    /// When the batch being handled reached the worker (decision latency).
+    batch_at: std::time::Instant,
+    /// Locks adopted from pins at start (their age counts from then).
+    adopted: HashSet<LockKey>,
 }
 
 impl<K: LockKernel> LockWork<K> {
@@ -95,6 +112,8 @@ impl<K: LockKernel> LockWork<K> {
             deferred: Vec::new(),
             last_counters: (0, 0, 0),
             metrics,
+            batch_at: std::time::Instant::now(),
+            adopted: HashSet::new(),
         })
     }
 
@@ -102,6 +121,7 @@ impl<K: LockKernel> LockWork<K> {
     /// previous instance's pinned tables): the locks, then the exits that
     /// happened meanwhile, which are judged at once.
     pub fn adopt(&mut self) {
+        self.batch_at = std::time::Instant::now();
         let records = self.table.kernel.records();
         let exits = self.table.kernel.pending_exits();
         let n = records.len();
@@ -113,6 +133,7 @@ impl<K: LockKernel> LockWork<K> {
         for (key, rec) in pending {
             self.resolve_pending(key, rec);
         }
+        self.adopted = self.table.values().map(|l| l.key).collect();
         if n > 0 || !exits.is_empty() {
             log::info!(
                 "adopted {} tracked lock(s) and {} exit(s) recorded while no agent ran",
@@ -124,6 +145,7 @@ impl<K: LockKernel> LockWork<K> {
     }
 
     pub fn handle(&mut self, events: Vec<LockEvent>) {
+        self.batch_at = std::time::Instant::now();
         let mut work = Vec::new();
         let mut exited = Vec::new();
         for ev in events {
@@ -210,6 +232,7 @@ impl<K: LockKernel> LockWork<K> {
     /// sample, full map), seen dead on two ticks in a row so that an exit
     /// still on its way through the ring buffer is not taken for one.
     pub fn tick(&mut self) {
+        self.batch_at = std::time::Instant::now();
         if let Some((drops, full, table)) = self.table.kernel.counters() {
             let (d0, f0, t0) = self.last_counters;
             if drops > d0 {
@@ -252,8 +275,36 @@ impl<K: LockKernel> LockWork<K> {
         self.gauge();
     }
 
+    /// A decision was logged: its latency since the batch came in.
+    fn decided(&self) {
+        self.metrics.decision_delay.observe(self.batch_at.elapsed());
+    }
+
+    /// SIGHUP: a new matcher (paths, includes, excludes). Tracked locks
+    /// are classified again; those now out of scope are no longer tracked.
+    pub fn set_matcher(&mut self, matcher: LockMatcher) -> usize {
+        self.cfg.matcher = matcher;
+        let mut dropped = 0;
+        for (key, path) in self.table.paths() {
+            let class = self.cfg.matcher.classify(&path);
+            if matches!(class, Match::OutOfScope | Match::NotLockName) {
+                self.table.untrack(&key);
+                dropped += 1;
+            } else {
+                self.table.rename(key, path, class);
+            }
+        }
+        self.gauge();
+        dropped
+    }
+
+    pub fn matcher(&self) -> &LockMatcher {
+        &self.cfg.matcher
+    }
+
     pub fn status(&self) -> Vec<LockStatus> {
         let now_ticks = procfs::uptime_ticks();
+        let now = std::time::SystemTime::now();
         let mut v: Vec<LockStatus> = self
             .table
             .values()
@@ -261,14 +312,21 @@ impl<K: LockKernel> LockWork<K> {
                 let alive = procfs::stat(l.owner())
                     .is_some_and(|s| s.alive() && s.start_ticks == l.owner_start_ticks());
                 LockStatus {
-                    path: l.rec.path.display().to_string(),
+                    path: serde_json::to_value(Field::path(&l.rec.path)).unwrap_or_default(),
                     owner_pid: l.owner(),
                     owner_comm: l.rec.comm.clone(),
                     owner_alive: alive,
                     owner_age_s: now_ticks.saturating_sub(l.owner_start_ticks())
                         / procfs::clock_ticks_per_sec(),
+                    lock_age_s: now.duration_since(l.since).map_or(0, |d| d.as_secs()),
+                    age_from: if self.adopted.contains(&l.key) {
+                        "adopted"
+                    } else {
+                        "created"
+                    }
+                    .into(),
                     state: if l.rec.stale.is_some() {
-                        "stale, kept for a live process"
+                        "held"
                     } else {
                         "owned"
                     }
@@ -276,7 +334,7 @@ impl<K: LockKernel> LockWork<K> {
                 }
             })
             .collect();
-        v.sort_by(|a, b| a.path.cmp(&b.path));
+        v.sort_by_key(|a| a.path.to_string());
         v
     }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::files::dir;
+use crate::host::escape::{Esc, Field};
 use crate::locks::kernel::{
     LockKernel, LockKey, LockKind, Record, LOCK_F_OWNER_UNTRACKED, LOCK_F_PATH_TRUNCATED,
     LOCK_F_UNREACHABLE,
@@ -30,9 +31,9 @@ impl<K: LockKernel> LockWork<K> {
         if rec.flags & (LOCK_F_PATH_TRUNCATED | LOCK_F_UNREACHABLE) != 0 {
             log::debug!(
                 "ignoring {} by pid {} ({}): its directory could not be resolved",
-                raw.display(),
+                Esc::path(&raw),
                 rec.tgid,
-                rec.comm
+                Esc::str(&rec.comm)
             );
             return;
         }
@@ -48,10 +49,12 @@ impl<K: LockKernel> LockWork<K> {
         let root = self.root_for(rec.mnt_ns, &[rec.tgid]);
         if !root.reachable() {
             log::info!(
+                event = "not_tracked", path = Field::path(&path), pid = rec.tgid,
+                comm = Field::str(&rec.comm);
                 "not tracking {}: made by pid {} ({}) in a mount namespace no live process shares",
-                path.display(),
+                Esc::path(&path),
                 rec.tgid,
-                rec.comm
+                Esc::str(&rec.comm)
             );
             return;
         }
@@ -62,10 +65,10 @@ impl<K: LockKernel> LockWork<K> {
             Err(e) => {
                 log::debug!(
                     "not tracking {} ({:?} by pid {} ({})): {e}",
-                    path.display(),
+                    Esc::path(&path),
                     rec.kind,
                     rec.tgid,
-                    rec.comm
+                    Esc::str(&rec.comm)
                 );
                 return;
             }
@@ -95,7 +98,7 @@ impl<K: LockKernel> LockWork<K> {
         if !shape_ok {
             log::debug!(
                 "not tracking {}: no longer a {}",
-                rec.path.display(),
+                Esc::path(&rec.path),
                 rec.kind.what()
             );
             return;
@@ -117,11 +120,13 @@ impl<K: LockKernel> LockWork<K> {
             return;
         };
         log::info!(
+            event = "following", path = Field::path(&l.rec.path), pid = l.rec.tgid,
+            comm = Field::str(&l.rec.comm), to = Field::path(&to);
             "following {} (pid {} {}): renamed to {}",
-            l.rec.path.display(),
+            Esc::path(&l.rec.path),
             l.rec.tgid,
-            l.rec.comm,
-            to.display()
+            Esc::str(&l.rec.comm),
+            Esc::path(&to)
         );
         self.table.rename(key, to, class);
     }
@@ -139,8 +144,8 @@ impl<K: LockKernel> LockWork<K> {
             log::debug!(
                 "ignoring a lock created by pid {} ({}): its path could not be resolved ({})",
                 rec.tgid,
-                rec.comm,
-                rec.path.display()
+                Esc::str(&rec.comm),
+                Esc::path(&rec.path)
             );
             self.table.kernel.forget(key);
             return;
@@ -154,14 +159,14 @@ impl<K: LockKernel> LockWork<K> {
             log::warn!(
                 "owners map full (--max-owners): the exit of pid {} ({}) is only noticed by polling",
                 rec.tgid,
-                rec.comm
+                Esc::str(&rec.comm)
             );
         }
         log::debug!(
             "tracking {} (pid {} {}, {:?})",
-            rec.path.display(),
+            Esc::path(&rec.path),
             rec.tgid,
-            rec.comm,
+            Esc::str(&rec.comm),
             rec.kind
         );
         self.table.insert(key, rec, class);
