@@ -6,6 +6,7 @@ pub mod atomic;
 pub mod clock;
 #[allow(dead_code)] // wired into every text output by the logging work (issue 16)
 pub mod escape;
+pub mod netlink;
 pub mod netns;
 pub mod pins;
 pub mod procfs;
