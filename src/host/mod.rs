@@ -8,6 +8,7 @@ pub mod clock;
 pub mod escape;
 pub mod netlink;
 pub mod netns;
+pub mod pidwatch;
 pub mod pins;
 pub mod procfs;
 pub mod sysenv;

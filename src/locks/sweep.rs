@@ -126,6 +126,7 @@ pub fn sweep_locks(
                     file: st.id,
                     shape: Shape::File,
                     pid,
+                    creator: None, // unknown without the daemon
                 });
             }
         }
