@@ -12,7 +12,9 @@ mod cli;
 mod files;
 mod host;
 mod locks;
+mod pidfiles;
 mod sockets;
+mod unix_sockets;
 
 use std::process::ExitCode;
 

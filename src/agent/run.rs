@@ -109,6 +109,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let mut events = Vec::new();
     let mut holds = Vec::new();
     let mut collect = Vec::new();
+    let mut wakes = Vec::new();
     for (i, (name, s)) in started.into_iter().enumerate() {
         header
             .features
@@ -122,6 +123,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         events.extend(s.events.map(|e| (i, e)));
         let mut duty = s.duty;
         duty.before_ready();
+        wakes.extend(duty.wake().map(|w| (i, w)));
         duties.push((name, duty));
         holds.push(s.hold);
     }
@@ -160,6 +162,19 @@ pub fn run(args: RunArgs) -> Result<()> {
             polls.push(s.spawn(move || {
                 let decode = |d: &[u8]| (ev.decode)(d).map(|event| Msg { class, event });
                 let r = poller::run(&ev.map, decode, &tx, stop, dropped).context(ev.what);
+                if r.is_err() {
+                    let _ = kill(Pid::this(), Signal::SIGTERM); // wake the main thread
+                }
+                r
+            }));
+        }
+        for (class, wake) in wakes {
+            let tx = tx.clone(); // dropped when waking ends
+            let stop = &stop;
+            polls.push(s.spawn(move || {
+                // blocking: a wake (a process exit) is heard once only
+                let send = |event| tx.send(Msg { class, event }).is_ok();
+                let r = wake(&send, stop);
                 if r.is_err() {
                     let _ = kill(Pid::this(), Signal::SIGTERM); // wake the main thread
                 }

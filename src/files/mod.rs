@@ -8,8 +8,10 @@
 
 pub mod creator;
 pub mod dir;
+pub mod made;
 pub mod names;
 pub mod owners;
 pub mod removal;
 pub mod root;
 pub mod verdict;
+pub mod walk;
