@@ -8,5 +8,6 @@ pub fn all() -> Vec<&'static dyn Class> {
         &crate::locks::class::Locks,
         &crate::sockets::class::Sockets,
         &crate::unix_sockets::class::UnixSockets,
+        &crate::pidfiles::class::PidFiles,
     ]
 }

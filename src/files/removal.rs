@@ -22,6 +22,7 @@ pub struct Target {
     pub pid: PidInFile,
     /// Its creator's credentials as the kernel recorded them, when known:
     /// what every removal step is to run with (issue 11).
+    #[allow(dead_code)] // acted with by the principal work (host::creds)
     pub creator: Option<Creator>,
 }
 

@@ -129,6 +129,7 @@ impl Exits {
         self.fds.remove(&token).is_some()
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.fds.len()
     }

@@ -10,3 +10,4 @@ unsafe impl plain::Plain for types::pidf_key {}
 unsafe impl plain::Plain for types::pidf_record {}
 unsafe impl plain::Plain for types::pidf_written {}
 unsafe impl plain::Plain for types::pidf_counters {}
+unsafe impl plain::Plain for types::bss {}

@@ -26,7 +26,7 @@ pub const TRACEPOINT: &str = "sys_exit_bind";
 
 pub struct UxsMonitor<'obj> {
     pub skel: UnixSocketsSkel<'obj>,
-    pub links: Vec<Link>,
+    _links: Vec<Link>,
     pub pinned_links: Vec<PathBuf>,
 }
 
@@ -72,7 +72,7 @@ pub fn load<'obj>(
     };
     Ok(UxsMonitor {
         skel,
-        links: vec![link],
+        _links: vec![link],
         pinned_links,
     })
 }
