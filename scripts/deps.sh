@@ -7,7 +7,7 @@ set -euo pipefail
 
 need=()
 for pkg in clang llvm libelf-dev zlib1g-dev libzstd-dev pkg-config make gcc libc6-dev \
-           util-linux iproute2 ca-certificates curl lintian runit man-db; do
+           util-linux iproute2 ca-certificates curl lintian runit man-db socat; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -38,7 +38,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     // Everything the user can get wrong is checked before anything loads.
     if classes.is_empty() {
         return Err(Usage(
-            "nothing to monitor: --no-locks and --no-sockets leave no monitor".into(),
+            "nothing to monitor: every class is switched off (--no-locks, --no-sockets, --no-unix-sockets, --no-pid-files)".into(),
         )
         .into());
     }

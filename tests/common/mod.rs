@@ -54,17 +54,41 @@ impl Agent {
     /// ARGS name a --pin-dir, the agent pins nothing; its status file is
     /// its own.
     pub fn start(args: &[&str]) -> Agent {
-        let state = test_dir("agent-state");
-        let status = state.path().join("status.json");
-        let mut cmd = Command::new(BIN);
-        cmd.arg("run").args(args).arg("--status-file").arg(&status);
-        if !args.contains(&"--pin-dir") {
-            cmd.arg("--no-pin");
-        }
+        let mut extra = Vec::new();
         // lock tests: an agent scoped to a directory must not also act on
         // the host's CLOSE_WAIT sockets (the socket monitor is on by default)
         if !args.contains(&"--no-locks") {
-            cmd.arg("--no-sockets");
+            extra.push("--no-sockets");
+        }
+        // the lock and socket tests exercise those classes only: socket
+        // files and PID files (on by default, whole host without --path)
+        // are left to their own tests (start_exact)
+        for f in ["--no-unix-sockets", "--no-pid-files"] {
+            if !args.contains(&f) {
+                extra.push(f);
+            }
+        }
+        Agent::spawn(args, &extra)
+    }
+
+    /// `eghostbuster run ARGS...` with exactly these classes and scope
+    /// (plus its own status file, and --no-pin unless ARGS pin): the
+    /// caller scopes every class it leaves on.
+    pub fn start_exact(args: &[&str]) -> Agent {
+        Agent::spawn(args, &[])
+    }
+
+    fn spawn(args: &[&str], extra: &[&str]) -> Agent {
+        let state = test_dir("agent-state");
+        let status = state.path().join("status.json");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run")
+            .args(args)
+            .args(extra)
+            .arg("--status-file")
+            .arg(&status);
+        if !args.contains(&"--pin-dir") {
+            cmd.arg("--no-pin");
         }
         let mut child = cmd
             .env("RUST_LOG", "debug")
