@@ -36,33 +36,12 @@ fn socat(procs: &mut Procs, path: &Path) -> i32 {
         path.parent().unwrap(),
     );
     assert!(
-        wait_for(PATIENCE, || exists(path) && UnixStream::connect(path).is_ok()),
+        wait_for(PATIENCE, || exists(path)
+            && UnixStream::connect(path).is_ok()),
         "socat did not listen on {}",
         path.display()
     );
     pid
-}
-
-/// Processes a test started but that are not its children (a forked
-/// grandchild): SIGKILLed by PID on drop.
-struct Strays(Vec<i32>);
-
-impl Drop for Strays {
-    fn drop(&mut self) {
-        for &p in &self.0 {
-            unsafe { libc::kill(p, libc::SIGKILL) };
-        }
-    }
-}
-
-fn read_pid(p: &Path) -> i32 {
-    assert!(
-        wait_for(PATIENCE, || std::fs::read_to_string(p)
-            .is_ok_and(|s| s.trim().parse::<i32>().is_ok())),
-        "no pid in {}",
-        p.display()
-    );
-    std::fs::read_to_string(p).unwrap().trim().parse().unwrap()
 }
 
 #[test]
@@ -143,7 +122,10 @@ fn live_listeners_and_a_rebound_name_are_kept_while_a_killed_one_goes() {
         &format!("{} was released", rebound.display()),
         "another file"
     ]));
-    assert!(UnixStream::connect(&rebound).is_ok(), "second server lost its file");
+    assert!(
+        UnixStream::connect(&rebound).is_ok(),
+        "second server lost its file"
+    );
     assert!(UnixStream::connect(&live).is_ok());
     assert!(!agent.log_has(&format!("removed {}", rebound.display())));
     assert!(!agent.log_has(&format!("removed {}", live.display())));
@@ -156,11 +138,13 @@ fn live_listeners_and_a_rebound_name_are_kept_while_a_killed_one_goes() {
             .unwrap();
         let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         let files = doc["unix_sockets"].as_array().cloned().unwrap_or_default();
-        [(&live, live_pid), (&rebound, second)].iter().all(|(p, pid)| {
-            files.iter().any(|f| {
-                f["path"] == path_arg(p) && f["owner_pid"] == *pid && f["owner_alive"] == true
+        [(&live, live_pid), (&rebound, second)]
+            .iter()
+            .all(|(p, pid)| {
+                files.iter().any(|f| {
+                    f["path"] == path_arg(p) && f["owner_pid"] == *pid && f["owner_alive"] == true
+                })
             })
-        })
     }));
     assert_eq!(agent.stop(), Some(0));
     let text = std::fs::read_to_string(&textfile).unwrap();
@@ -168,7 +152,10 @@ fn live_listeners_and_a_rebound_name_are_kept_while_a_killed_one_goes() {
         text.contains("eghostbuster_unix_sockets_removed_total 1\n"),
         "{text}"
     );
-    assert!(text.contains("eghostbuster_unix_sockets_tracked_total 4\n"), "{text}");
+    assert!(
+        text.contains("eghostbuster_unix_sockets_tracked_total 4\n"),
+        "{text}"
+    );
 }
 
 /// A listener bound by a process that forked: the child holds the
@@ -185,7 +172,7 @@ fn forked_listener(procs: &mut Procs, path: &Path, child_pid_file: &Path) -> (i3
         std::fs::write(&f, format!("{child}\n")).unwrap();
         park();
     });
-    (binder, read_pid(child_pid_file))
+    (binder, read_pid_file(child_pid_file))
 }
 
 #[test]
@@ -220,7 +207,11 @@ fn a_socket_a_forked_child_holds_is_kept_until_the_child_dies() {
     assert!(UnixStream::connect(&held).is_ok());
     // the holder dies: now nobody is bound, and it goes
     unsafe { libc::kill(child, libc::SIGKILL) };
-    assert!(wait_for(PATIENCE, || !exists(&held)), "{}", agent.log_text());
+    assert!(
+        wait_for(PATIENCE, || !exists(&held)),
+        "{}",
+        agent.log_text()
+    );
     assert!(agent.wait_log(&[
         &format!("removed {}: no socket is bound to it", held.display()),
         &format!("pid {child}"),
@@ -258,8 +249,8 @@ fn a_socket_file_in_another_mount_namespace_is_judged_there() {
         "exec unshare --mount --propagation private sh ./ns.sh",
         dir.path(),
     );
-    let helper = read_pid(&dir.path().join("helper.pid"));
-    let binder = read_pid(&dir.path().join("binder.pid"));
+    let helper = read_pid_file(&dir.path().join("helper.pid"));
+    let binder = read_pid_file(&dir.path().join("binder.pid"));
     let _strays = Strays(vec![helper, binder]);
     let inside = PathBuf::from(format!("/proc/{helper}/root{}", name.display()));
     assert!(wait_for(PATIENCE, || exists(&inside)), "no socket inside");
@@ -370,4 +361,50 @@ fn sweep_removes_unbound_socket_files_with_no_daemon() {
     // a second pass has nothing to do: no output (cron mails nothing)
     let o = sweep(dir.path(), &[]);
     assert_eq!(text(&o), (String::new(), String::new()));
+}
+
+#[test]
+fn binders_that_die_while_no_daemon_runs_are_judged_at_the_next_start() {
+    if !privileged() {
+        return;
+    }
+    let dir = test_dir("uxs-restart");
+    let pins = Pins::new("uxs-restart");
+    let d = path_arg(dir.path());
+    let p = pins.arg();
+    let args = [
+        "--path",
+        d.as_str(),
+        "--no-locks",
+        "--no-sockets",
+        "--no-pid-files",
+        "--pin-dir",
+        p.as_str(),
+    ];
+    let mut first = Agent::start_exact(&args);
+    for name in ["uxs_files", "uxs_events", "uxs_link_sys_exit_bind"] {
+        assert!(pins.pinned().iter().any(|n| n == name), "{name} not pinned");
+    }
+    let mut procs = Procs::default();
+    let before = dir.path().join("before.sock");
+    let during = dir.path().join("during.sock");
+    let b = socat(&mut procs, &before);
+    assert!(first.wait_log(&["tracking", &path_arg(&before)]));
+    assert_eq!(first.stop(), Some(0));
+    // no daemon: the pinned program still records this bind
+    let w = socat(&mut procs, &during);
+    for pid in [b, w] {
+        procs.kill(pid, libc::SIGKILL);
+        procs.reap(pid);
+    }
+    assert!(exists(&before) && exists(&during));
+    let second = Agent::start_exact(&args);
+    for s in [&before, &during] {
+        assert!(wait_for(PATIENCE, || !exists(s)), "{}", second.log_text());
+        assert!(second.wait_log(&[&format!(
+            "removed {}: no socket is bound to it",
+            s.display()
+        )]));
+    }
+    assert!(second.wait_log(&["adopted 2 tracked socket file(s)"]));
 }

@@ -31,6 +31,15 @@ impl Proc {
         })
     }
 
+    /// Its command name now — readable while it is a zombie, not yet
+    /// reaped, so what an exited process last ran (after an exec) —
+    /// or None once its PID names nothing, or another process.
+    pub fn comm_now(&self) -> Option<String> {
+        procfs::stat(self.pid)
+            .filter(|s| s.start_ticks == self.start_ticks)
+            .map(|s| s.comm)
+    }
+
     pub fn alive(&self) -> bool {
         procfs::stat(self.pid).is_some_and(|s| s.alive() && s.start_ticks == self.start_ticks)
     }

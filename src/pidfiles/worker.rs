@@ -158,6 +158,7 @@ impl<K: PidfKernel> PidfWork<K> {
                 }
                 PidfEvent::Exited(token) => {
                     if let Some((p, keys)) = self.owners.exited(token) {
+                        self.refresh_comm(p, &keys);
                         looks.extend(
                             keys.into_iter()
                                 .filter(|k| self.files.get(k).is_some_and(|t| t.owner == Some(p)))
@@ -169,6 +170,18 @@ impl<K: PidfKernel> PidfWork<K> {
         }
         self.look(looks);
         self.gauge();
+    }
+
+    /// The command an ended owner last ran (it may have exec'd since it
+    /// was first watched), for the log lines.
+    fn refresh_comm(&mut self, p: Proc, keys: &[FileKey]) {
+        if let Some(comm) = p.comm_now() {
+            for k in keys {
+                if let Some(t) = self.files.get_mut(k).filter(|t| t.owner == Some(p)) {
+                    t.owner_comm = comm.clone().into_bytes();
+                }
+            }
+        }
     }
 
     fn gauge(&self) {
@@ -271,8 +284,16 @@ impl<K: PidfKernel> PidfWork<K> {
             self.metrics.kernel_events_dropped.store(drops, Relaxed);
             self.metrics.kernel_table_full.store(full, Relaxed);
         }
+        // what each owner runs now (an exec changes it), for the log line
+        // of its end: a reaped process can no longer be asked
+        for t in self.files.values_mut() {
+            if let Some(c) = t.owner.and_then(|o| o.comm_now()) {
+                t.owner_comm = c.into_bytes();
+            }
+        }
         let mut looks = Vec::new();
         for (p, keys) in self.owners.poll() {
+            self.refresh_comm(p, &keys);
             looks.extend(
                 keys.into_iter()
                     .filter(|k| self.files.get(k).is_some_and(|t| t.owner == Some(p)))
@@ -373,40 +394,49 @@ impl<K: PidfKernel> PidfWork<K> {
     }
 
     /// What PID `p`, written by `rec`'s writer, names now (read in the
-    /// writer's PID namespace). `ended`: known dead even if /proc still
-    /// shows it on its way out.
-    fn interpret(&self, p: u32, rec: &Record, ended: Option<Proc>, mtime_ns: i128) -> Named {
+    /// writer's PID namespace); and whether that is `ended`, the process
+    /// that just exited (dead, even if /proc still shows it on its way out).
+    fn interpret(
+        &self,
+        p: u32,
+        rec: &Record,
+        ended: Option<Proc>,
+        mtime_ns: i128,
+    ) -> (Named, bool) {
         let host = if rec.made.pid_ns == self.own_pid_ns {
             p
         } else {
             match procfs::host_pid(p, rec.made.pid_ns) {
                 NsPid::Host(h) => h,
-                NsPid::Dead => return Named::Dead,
-                NsPid::Unknown => return Named::Unknown,
+                NsPid::Dead => return (Named::Dead, false),
+                NsPid::Unknown => return (Named::Unknown, false),
             }
         };
-        let Some(live) = Proc::live(host) else {
-            return Named::Dead;
-        };
-        if ended == Some(live) {
-            return Named::Dead;
+        if ended.is_some_and(|e| e.pid == host) {
+            return (Named::Dead, true);
         }
+        let Some(live) = Proc::live(host) else {
+            return (Named::Dead, false);
+        };
         if verdict::started_after(procfs::start_wall_ns(live.start_ticks), mtime_ns) {
-            Named::Reused(live.pid)
+            (Named::Reused(live.pid), false)
         } else {
-            Named::Alive(live.pid)
+            (Named::Alive(live.pid), false)
         }
     }
 
     /// Why the file is stale, for its log line.
-    fn story(t: &Tracked, pid: PidInFile, ended: Option<Proc>) -> String {
+    /// `ended_named`: the PID names the process that just ended.
+    fn story(t: &Tracked, pid: PidInFile, ended: Option<Proc>, ended_named: bool) -> String {
+        let was_named = |p: u32| {
+            ended_named
+                || matches!((t.named, ended), (Some((w, h)), Some(e)) if w == p && e.pid == h)
+        };
         let first = match pid {
-            PidInFile::Dead(p) => match (t.named, ended) {
-                (Some((w, h)), Some(e)) if w == p && e.pid == h && t.stale.is_none() => {
-                    format!("it names pid {p} ({}), which exited", Esc(&t.owner_comm))
-                }
-                _ => format!("it names pid {p}, which is dead"),
-            },
+            PidInFile::Dead(p) if t.stale.is_none() && was_named(p) => {
+                format!("it names pid {p} ({}), which exited", Esc(&t.owner_comm))
+            }
+            PidInFile::Dead(p) => format!("it names pid {p}, which is dead"),
             PidInFile::Reused(h) => format!(
                 "it names pid {h}, now a process started after the file was written (PID reused)"
             ),
@@ -437,11 +467,12 @@ impl<K: PidfKernel> PidfWork<K> {
                 ignore.push(e.pid);
             }
             let (root, found, at) = self.gather(t, key);
-            let named = match (&found, &at) {
+            let (named, ended_named) = match (&found, &at) {
                 (Found::Present(Content::Pid(p)), Some((_, _, mtime))) => {
-                    Some(self.interpret(*p, &t.rec, ended, *mtime))
+                    let (n, e) = self.interpret(*p, &t.rec, ended, *mtime);
+                    (Some(n), e)
                 }
-                _ => None,
+                _ => (None, false),
             };
             // awaited while reads are left; but once its writer has ended
             // with something other than a PID in it, nothing more comes
@@ -496,7 +527,7 @@ impl<K: PidfKernel> PidfWork<K> {
                 }
                 Decision::Remove { pid } => {
                     let (d, head, _) = at.expect("present");
-                    let story = Self::story(t, pid, ended);
+                    let story = Self::story(t, pid, ended, ended_named);
                     targets.push(Target {
                         dir: d,
                         file: key.file(),

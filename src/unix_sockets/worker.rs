@@ -154,6 +154,7 @@ impl<K: UxsKernel> UxsWork<K> {
                 }
                 UxsEvent::Exited(token) => {
                     if let Some((p, keys)) = self.owners.exited(token) {
+                        self.refresh_comm(p, &keys);
                         work.extend(
                             keys.into_iter()
                                 .filter(|k| self.files.get(k).is_some_and(|t| t.owner == p)),
@@ -164,6 +165,18 @@ impl<K: UxsKernel> UxsWork<K> {
         }
         self.judge(work);
         self.gauge();
+    }
+
+    /// The command an ended owner last ran (it may have exec'd since it
+    /// was first watched), for the log lines.
+    fn refresh_comm(&mut self, p: Proc, keys: &[FileKey]) {
+        if let Some(comm) = p.comm_now() {
+            for k in keys {
+                if let Some(t) = self.files.get_mut(k).filter(|t| t.owner == p) {
+                    t.owner_comm = comm.clone().into_bytes();
+                }
+            }
+        }
     }
 
     fn gauge(&self) {
@@ -242,8 +255,16 @@ impl<K: UxsKernel> UxsWork<K> {
             self.metrics.kernel_events_dropped.store(drops, Relaxed);
             self.metrics.kernel_table_full.store(full, Relaxed);
         }
+        // what each owner runs now (an exec changes it), for the log line
+        // of its end: a reaped process can no longer be asked
+        for t in self.files.values_mut() {
+            if let Some(c) = t.owner.comm_now() {
+                t.owner_comm = c.into_bytes();
+            }
+        }
         let mut work = Vec::new();
         for (p, keys) in self.owners.poll() {
+            self.refresh_comm(p, &keys);
             work.extend(
                 keys.into_iter()
                     .filter(|k| self.files.get(k).is_some_and(|t| t.owner == p)),
@@ -271,10 +292,11 @@ impl<K: UxsKernel> UxsWork<K> {
     fn story(t: &Tracked) -> String {
         let binder = &t.rec.made;
         match &t.stale {
+            // the binder is the owner until then: its command as it ended
             None => format!(
                 "its binder pid {} ({}) exited",
                 binder.tgid,
-                Esc(&binder.comm)
+                Esc(&t.owner_comm)
             ),
             Some(first) => format!(
                 "{first}; pid {} ({}) that kept it bound exited",
@@ -360,16 +382,28 @@ impl<K: UxsKernel> UxsWork<K> {
             .filter(|g| g.2 == Found::Present)
             .map(|g| Vfs::of(g.0.file()))
             .collect();
+        let t0 = Instant::now();
         let bound = if wanted.is_empty() {
             Ok(Bound::default())
         } else {
             (self.probe)(&wanted)
         };
+        let t1 = Instant::now();
         let socks: HashSet<u64> = match &bound {
             Ok(b) => b.by_file.values().flatten().map(|&s| s as u64).collect(),
             Err(_) => HashSet::new(),
         };
         let holders = netns::socket_holders(&socks);
+        log::debug!(
+            "socket files: {} looked at; bound sockets asked in {:?}{}, holders in {:?}",
+            wanted.len(),
+            t1 - t0,
+            bound
+                .as_ref()
+                .map(|b| format!(" ({} namespaces)", b.namespaces))
+                .unwrap_or_default(),
+            t1.elapsed()
+        );
 
         let mut targets = Vec::new();
         let mut cands = Vec::new();

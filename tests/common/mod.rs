@@ -398,3 +398,78 @@ pub fn kill_and_expect_gone(procs: &Procs, pid: i32, lock: &Path, agent: &Agent)
         agent.log_text()
     );
 }
+
+/// Processes a test started that are not its children (a forked
+/// grandchild, a namespace's helper): SIGKILLed by PID on drop.
+pub struct Strays(pub Vec<i32>);
+
+impl Drop for Strays {
+    fn drop(&mut self) {
+        for &p in &self.0 {
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+    }
+}
+
+/// The PID a file holds, once it holds one.
+pub fn read_pid_file(p: &Path) -> i32 {
+    assert!(
+        wait_for(PATIENCE, || std::fs::read_to_string(p)
+            .is_ok_and(|s| s.trim().parse::<i32>().is_ok())),
+        "no pid in {}",
+        p.display()
+    );
+    std::fs::read_to_string(p).unwrap().trim().parse().unwrap()
+}
+
+/// The children of `pid`, from /proc.
+pub fn children(pid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+/// A pin directory of the test's own under /sys/fs/bpf; unpinned (by
+/// `eghostbuster unpin`) on drop, even when the test fails.
+pub struct Pins(pub PathBuf);
+
+impl Pins {
+    pub fn new(name: &str) -> Pins {
+        Pins(PathBuf::from(format!(
+            "/sys/fs/bpf/egb-test-{}-{name}",
+            std::process::id()
+        )))
+    }
+
+    pub fn arg(&self) -> String {
+        self.0.display().to_string()
+    }
+
+    /// The names pinned in this version's directory.
+    pub fn pinned(&self) -> Vec<String> {
+        let Some(version_dir) = std::fs::read_dir(&self.0)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+        else {
+            return Vec::new();
+        };
+        std::fs::read_dir(version_dir.path())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        let _ = Command::new(BIN)
+            .args(["unpin", "--pin-dir", &self.arg()])
+            .output();
+    }
+}
