@@ -595,6 +595,37 @@ mod tests {
     }
 
     #[test]
+    fn file_class_switches_and_patterns() {
+        let Command::Run(a) = Cli::try_parse_from([
+            "eghostbuster",
+            "run",
+            "--no-unix-sockets",
+            "--pid-include",
+            "pidfile",
+            "--pid-include",
+            "/run/**/*.PID",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not run")
+        };
+        assert!(a.switches.no_unix_sockets && !a.switches.no_pid_files);
+        assert_eq!(
+            a.pid_files.patterns(),
+            vec!["*.pid", "pidfile", "/run/**/*.PID"]
+        );
+        let Command::Sweep(s) = Cli::try_parse_from(["eghostbuster", "sweep", "--no-pid-files"])
+            .unwrap()
+            .command
+        else {
+            panic!("not sweep")
+        };
+        assert!(s.switches.no_pid_files && !s.switches.no_unix_sockets);
+        assert_eq!(s.pid_files.patterns(), vec!["*.pid"]);
+    }
+
+    #[test]
     fn cli_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();

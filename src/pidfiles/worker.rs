@@ -94,6 +94,9 @@ fn say(level: Level, event: &'static str, path: &Path, text: std::fmt::Arguments
     log::log!(level, class = "pid_files", event = event, path:% = Esc::path(path); "{text}");
 }
 
+/// A file that is there: its directory, its content, its mtime (ns).
+type At = (LockDir, Vec<u8>, i128);
+
 /// A file looked at, and why: its owner ended (which one), or not.
 type Look = (FileKey, Option<Proc>);
 
@@ -342,7 +345,7 @@ impl<K: PidfKernel> PidfWork<K> {
 
     /// What is at the file's name, where its writer made it, and its
     /// content; the directory and the file's mtime when it is there.
-    fn gather(&self, t: &Tracked, key: FileKey) -> (Root, Found, Option<(LockDir, Vec<u8>, i128)>) {
+    fn gather(&self, t: &Tracked, key: FileKey) -> (Root, Found, Option<At>) {
         let mut prefer = vec![t.rec.made.tgid];
         prefer.extend(t.owner.map(|o| o.pid));
         let root = Root::of(t.rec.made.mnt_ns, self.own_mnt_ns, &prefer);

@@ -109,7 +109,7 @@ mod tests {
             flags: UXS_F_TABLE_FULL,
             _pad: 0,
             key: uxs_key {
-                dev: (0 << 20) | 40,
+                dev: 40,
                 ino: 77,
                 gen: 3,
                 _pad: 0,
