@@ -42,15 +42,22 @@ static __always_inline struct pt_regs *user_regs(void)
 	return (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 }
 
+/*
+ * The file behind descriptor @fd of @task (bpf_get_current_task_btf()).
+ * Direct (BTF) loads down to the descriptor table, which the JIT turns
+ * into plain loads with a fault fixup; one probe-read helper for the slot
+ * (an array indexed by a variable cannot be loaded directly). This runs
+ * on every open that creates or truncates: helper calls are what costs.
+ */
 static __always_inline struct file *fd_file(struct task_struct *task, long fd)
 {
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct fdtable *fdt = task->files->fdt;
 	struct file **fds;
 	struct file *file = NULL;
 
-	if ((unsigned long)fd >= BPF_CORE_READ(fdt, max_fds))
+	if ((unsigned long)fd >= fdt->max_fds)
 		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
+	fds = fdt->fd;
 	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
 	return file;
 }

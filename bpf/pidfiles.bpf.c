@@ -71,10 +71,17 @@ static __always_inline void count(__u64 *c)
  * PIDF_SUFFIX_LEN bytes are read. */
 static __always_inline bool name_matches(struct dentry *dentry)
 {
-	const unsigned char *name = BPF_CORE_READ(dentry, d_name.name);
-	__u32 len = BPF_CORE_READ(dentry, d_name.len);
+	struct qstr q = {};
+	const unsigned char *name;
 	char tail[PIDF_SUFFIX_LEN] = {};
-	__u32 n = len;
+	__u32 len, n;
+
+	/* length and pointer in one read */
+	if (bpf_probe_read_kernel(&q, sizeof(q), &dentry->d_name))
+		return false;
+	name = q.name;
+	len = q.len;
+	n = len;
 
 	if (n > PIDF_SUFFIX_LEN)
 		n = PIDF_SUFFIX_LEN;

@@ -91,7 +91,10 @@ impl Agent {
             cmd.arg("--no-pin");
         }
         let mut child = cmd
-            .env("RUST_LOG", "debug")
+            .env(
+                "RUST_LOG",
+                std::env::var("EGB_TEST_LOG").unwrap_or("debug".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

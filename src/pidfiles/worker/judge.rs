@@ -107,34 +107,35 @@ impl<K: PidfKernel> PidfWork<K> {
     }
 
     /// What PID `p`, written by `rec`'s writer, names now (read in the
-    /// writer's PID namespace); and whether that is `ended`, the process
-    /// that just exited (dead, even if /proc still shows it on its way out).
+    /// writer's PID namespace); whether that is `ended`, the process that
+    /// just exited (dead, even if /proc still shows it on its way out);
+    /// and the live process it names, if it does.
     fn interpret(
         &self,
         p: u32,
         rec: &Record,
         ended: Option<Proc>,
         mtime_ns: i128,
-    ) -> (Named, bool) {
+    ) -> (Named, bool, Option<Proc>) {
         let host = if rec.made.pid_ns == self.own_pid_ns {
             p
         } else {
             match procfs::host_pid(p, rec.made.pid_ns) {
                 NsPid::Host(h) => h,
-                NsPid::Dead => return (Named::Dead, false),
-                NsPid::Unknown => return (Named::Unknown, false),
+                NsPid::Dead => return (Named::Dead, false, None),
+                NsPid::Unknown => return (Named::Unknown, false, None),
             }
         };
         if ended.is_some_and(|e| e.pid == host) {
-            return (Named::Dead, true);
+            return (Named::Dead, true, None);
         }
         let Some(live) = Proc::live(host) else {
-            return (Named::Dead, false);
+            return (Named::Dead, false, None);
         };
         if verdict::started_after(procfs::start_wall_ns(live.start_ticks), mtime_ns) {
-            (Named::Reused(live.pid), false)
+            (Named::Reused(live.pid), false, None)
         } else {
-            (Named::Alive(live.pid), false)
+            (Named::Alive(live.pid), false, Some(live))
         }
     }
 
@@ -180,12 +181,18 @@ impl<K: PidfKernel> PidfWork<K> {
                 ignore.push(e.pid);
             }
             let (root, found, at) = self.gather(t, key);
-            let (named, ended_named) = match (&found, &at) {
+            log::trace!(
+                "looking at {} ({:?}; {})",
+                Esc::path(&t.rec.made.path),
+                found,
+                ended.map_or("no owner ended".into(), |e| format!("pid {} ended", e.pid))
+            );
+            let (named, ended_named, live) = match (&found, &at) {
                 (Found::Present(Content::Pid(p)), Some((_, _, mtime))) => {
-                    let (n, e) = self.interpret(*p, &t.rec, ended, *mtime);
-                    (Some(n), e)
+                    let (n, e, live) = self.interpret(*p, &t.rec, ended, *mtime);
+                    (Some(n), e, live)
                 }
-                _ => (None, false),
+                _ => (None, false, None),
             };
             // awaited while reads are left; but once its writer has ended
             // with something other than a PID in it, nothing more comes
@@ -236,7 +243,8 @@ impl<K: PidfKernel> PidfWork<K> {
                     } else {
                         log::debug!("{p}: names pid {written} (pid {host} here)");
                     }
-                    self.set_owner(key, host, Some(written), None, &mut next);
+                    let live = live.expect("a live process");
+                    self.set_owner(key, live, Some(written), None, &mut next);
                 }
                 Decision::Remove { pid } => {
                     let (d, head, _) = at.expect("present");
@@ -297,9 +305,13 @@ impl<K: PidfKernel> PidfWork<K> {
                         _ => KeptReason::Other,
                     });
                     match (keep, holder) {
-                        (_, Some(h)) => self.set_owner(key, h.pid, None, Some(story), &mut next),
-                        // opened by a process that just ended: look again
-                        (Keep::OpenBy(_), None) => next.push((key, None)),
+                        (_, Some(h)) => self.set_owner(key, h, None, Some(story), &mut next),
+                        // opened by a process that just ended: look again,
+                        // for the same reason
+                        (Keep::OpenBy(p), None) => {
+                            log::debug!("{p}: its holder pid {p2} is gone already", p2 = p);
+                            next.push((key, ended))
+                        }
                         // locked through a descriptor no live process shows
                         _ => self.untrack(&key),
                     }
@@ -323,12 +335,12 @@ impl<K: PidfKernel> PidfWork<K> {
         next
     }
 
-    /// The file waits for `pid` now: the process it names (`written`: as
+    /// The file waits for `p` now: the process it names (`written`: as
     /// the file writes it), or a holder (`stale`: why it is stale).
     fn set_owner(
         &mut self,
         key: FileKey,
-        pid: u32,
+        p: Proc,
         written: Option<u32>,
         stale: Option<String>,
         next: &mut Vec<Look>,
@@ -336,24 +348,19 @@ impl<K: PidfKernel> PidfWork<K> {
         let Some(t) = self.files.get_mut(&key) else {
             return;
         };
-        let old = t.owner.take();
+        let old = t.owner.replace(p);
         t.awaiting = None;
         if let Some(w) = written {
-            t.named = Some((w, pid));
+            t.named = Some((w, p.pid));
         }
         if t.stale.is_none() {
             t.stale = stale;
         }
+        t.owner_comm = p.comm_now().unwrap_or_default().into_bytes();
         if let Some(o) = old {
             self.owners.remove(key, o);
         }
-        let Some(p) = Proc::live(pid) else {
-            next.push((key, None)); // gone meanwhile: look again
-            return;
-        };
-        let t = self.files.get_mut(&key).expect("tracked");
-        t.owner = Some(p);
-        t.owner_comm = procfs::comm(p.pid).into_bytes();
+        // ended before it could be watched: it is the one that ended
         if self.owners.add(key, p) == Added::Gone {
             next.push((key, Some(p)));
         }

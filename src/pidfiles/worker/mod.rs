@@ -133,7 +133,7 @@ impl<K: PidfKernel> PidfWork<K> {
             looks.extend(self.track(key, rec));
         }
         log::info!(
-            "adopted {} tracked PID file(s) recorded while no agent ran",
+            "adopted {} tracked PID file(s) the kernel recorded before this worker started (pinned, or since loading)",
             self.files.len()
         );
         self.look(looks);
@@ -210,6 +210,14 @@ impl<K: PidfKernel> PidfWork<K> {
                 self.kernel.forget(key);
                 return None;
             }
+        }
+        // the same open seen twice (adopted from the table, then its event)
+        if self
+            .files
+            .get(&key)
+            .is_some_and(|t| t.rec.opened_ns == rec.opened_ns && t.rec.made == rec.made)
+        {
+            return None;
         }
         if let Some(old) = self.files.remove(&key) {
             if let Some(o) = old.owner {

@@ -126,7 +126,7 @@ impl<K: UxsKernel> UxsWork<K> {
             work.extend(self.track(key, rec));
         }
         log::info!(
-            "adopted {} tracked socket file(s) recorded while no agent ran",
+            "adopted {} tracked socket file(s) the kernel recorded before this worker started (pinned, or since loading)",
             self.files.len()
         );
         self.judge(work);
@@ -202,6 +202,10 @@ impl<K: UxsKernel> UxsWork<K> {
                 self.kernel.forget(key);
                 return None;
             }
+        }
+        // the same bind seen twice (adopted from the table, then its event)
+        if self.files.get(&key).is_some_and(|t| t.rec == rec) {
+            return None;
         }
         if let Some(old) = self.files.remove(&key) {
             self.owners.remove(key, old.owner);
