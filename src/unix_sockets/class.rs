@@ -132,7 +132,7 @@ impl Class for UnixSockets {
                     "unix_sockets_bound",
                     "sock_diag UDIAG_SHOW_VFS, every netns".into(),
                 ),
-                ("owner_exit", "pidfd".into()),
+                ("unix_sockets_owner_exit", "pidfd".into()),
             ],
             attached: vec![TRACEPOINT.into()],
             pinned_links: m.pinned_links.clone(),
