@@ -11,7 +11,7 @@ need=()
 # package's log user.
 for pkg in clang llvm libelf-dev zlib1g-dev libzstd-dev pkg-config make gcc libc6-dev \
            util-linux iproute2 ca-certificates curl lintian runit man-db \
-           python3 python3-venv systemd adduser; do
+           python3 python3-venv systemd adduser socat; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

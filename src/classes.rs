@@ -4,5 +4,10 @@
 use crate::agent::class::Class;
 
 pub fn all() -> Vec<&'static dyn Class> {
-    vec![&crate::locks::class::Locks, &crate::sockets::class::Sockets]
+    vec![
+        &crate::locks::class::Locks,
+        &crate::sockets::class::Sockets,
+        &crate::unix_sockets::class::UnixSockets,
+        &crate::pidfiles::class::PidFiles,
+    ]
 }

@@ -151,6 +151,9 @@ pub struct RunArgs {
     #[command(flatten)]
     pub switches: Switches,
 
+    #[command(flatten)]
+    pub pid_files: PidFileScope,
+
     /// Most processes whose exit is watched at once (BPF hash map size)
     #[arg(long, value_name = "N", default_value_t = 16384, value_parser = clap::value_parser!(u32).range(64..=4_194_304))]
     pub max_owners: u32,
@@ -226,13 +229,40 @@ pub struct Switches {
     /// Leave CLOSE_WAIT sockets out
     #[arg(long)]
     pub no_sockets: bool,
+
+    /// Leave UNIX socket files out
+    #[arg(long)]
+    pub no_unix_sockets: bool,
+
+    /// Leave PID files out
+    #[arg(long)]
+    pub no_pid_files: bool,
+}
+
+/// Which files are PID files: shared by `run` and `sweep`.
+#[derive(Debug, Clone, Args)]
+pub struct PidFileScope {
+    /// Extra PID-file name patterns (repeatable; default *.pid). A glob
+    /// without '/' matches the file name, one with '/' the full path
+    #[arg(long = "pid-include", value_name = "GLOB")]
+    pub pid_includes: Vec<String>,
+}
+
+impl PidFileScope {
+    /// The patterns: the default and the user's.
+    pub fn patterns(&self) -> Vec<String> {
+        let mut v = vec!["*.pid".to_string()];
+        v.extend(self.pid_includes.iter().cloned());
+        v
+    }
 }
 
 /// Which lock files: shared by `run` and `sweep`.
 #[derive(Debug, Clone, Args)]
 pub struct LockScope {
-    /// Only lock files under PREFIX (repeatable; run: default the whole host;
-    /// sweep: required)
+    /// Only files (locks, socket files, PID files) under PREFIX (repeatable;
+    /// run: default the whole host; sweep: required for lock files, and
+    /// socket and PID files are swept only under it)
     #[arg(long = "path", value_name = "PREFIX", value_parser = parse_scope)]
     pub paths: Vec<PathBuf>,
 
@@ -322,6 +352,9 @@ pub struct SweepArgs {
 
     #[command(flatten)]
     pub switches: Switches,
+
+    #[command(flatten)]
+    pub pid_files: PidFileScope,
 
     /// Write Prometheus metrics to FILE (atomically) when done
     #[arg(long, value_name = "FILE", value_parser = parse_textfile)]
@@ -630,6 +663,37 @@ mod tests {
             assert!(parse_status_file(bad).is_err(), "{bad:?} accepted");
         }
         assert!(parse_status_file("/run/eghostbuster/status.json").is_ok());
+    }
+
+    #[test]
+    fn file_class_switches_and_patterns() {
+        let Command::Run(a) = Cli::try_parse_from([
+            "eghostbuster",
+            "run",
+            "--no-unix-sockets",
+            "--pid-include",
+            "pidfile",
+            "--pid-include",
+            "/run/**/*.PID",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not run")
+        };
+        assert!(a.switches.no_unix_sockets && !a.switches.no_pid_files);
+        assert_eq!(
+            a.pid_files.patterns(),
+            vec!["*.pid", "pidfile", "/run/**/*.PID"]
+        );
+        let Command::Sweep(s) = Cli::try_parse_from(["eghostbuster", "sweep", "--no-pid-files"])
+            .unwrap()
+            .command
+        else {
+            panic!("not sweep")
+        };
+        assert!(s.switches.no_pid_files && !s.switches.no_unix_sockets);
+        assert_eq!(s.pid_files.patterns(), vec!["*.pid"]);
     }
 
     #[test]

@@ -13,7 +13,9 @@ mod files;
 mod host;
 mod locks;
 mod man;
+mod pidfiles;
 mod sockets;
+mod unix_sockets;
 
 use std::process::ExitCode;
 

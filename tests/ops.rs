@@ -64,6 +64,8 @@ fn durations_take_units_and_a_bare_number_names_the_fix() {
             good,
             "--no-locks",
             "--no-sockets",
+            "--no-unix-sockets",
+            "--no-pid-files",
         ]);
         // accepted: the refusal is about the monitors, not the duration
         one_line_usage(&o, "nothing to monitor");

@@ -594,7 +594,13 @@ fn bad_socket_flags_are_usage_errors() {
         &["run", "--close-wait-timeout", "soon"][..],
         &["run", "--port", "65536"],
         &["run", "--socket-destroy", "ss"],
-        &["run", "--no-locks", "--no-sockets"],
+        &[
+            "run",
+            "--no-locks",
+            "--no-sockets",
+            "--no-unix-sockets",
+            "--no-pid-files",
+        ],
     ] {
         let out = Command::new(BIN).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");

@@ -359,7 +359,15 @@ fn sweep_usage_errors() {
         (vec!["--no-sockets"], "--path"),
         (vec!["--path", "/tmp", "--min-age", "soon"], "duration"),
         (vec!["--path", "rel"], "absolute"),
-        (vec!["--no-locks", "--no-sockets"], "nothing to sweep"),
+        (
+            vec![
+                "--no-locks",
+                "--no-sockets",
+                "--no-unix-sockets",
+                "--no-pid-files",
+            ],
+            "nothing to sweep",
+        ),
     ] {
         let out = sweep(&args);
         let (_, stderr) = text(&out);

@@ -31,6 +31,14 @@ pub struct Events {
     pub decode: Decode,
 }
 
+/// A class's own source of events besides its ring buffer (e.g. pidfds,
+/// readable when a watched process has exited): run on a thread of its
+/// own until `stop` is set, handing each event to `send`, which returns
+/// false once the worker is gone. Its events reach the class's duty like
+/// the ring buffer's, in one channel.
+pub type Wake =
+    Box<dyn FnOnce(&dyn Fn(Event) -> bool, &std::sync::atomic::AtomicBool) -> Result<()> + Send>;
+
 /// Whatever must stay alive while the class runs (skeleton, links): held
 /// by the run loop, dropped on the way out.
 pub trait Hold {}
@@ -81,6 +89,11 @@ pub fn digest<T: std::hash::Hash>(items: impl Iterator<Item = T>) -> u64 {
 pub trait Duty: Send {
     /// On the main thread, before `ready` (e.g. a first survey).
     fn before_ready(&mut self) {}
+    /// On the main thread, before the worker starts: a source of events
+    /// of its own, if it has one (see [`Wake`]).
+    fn wake(&mut self) -> Option<Wake> {
+        None
+    }
     /// First thing on the worker thread (e.g. adopt a pinned table).
     fn adopt(&mut self) {}
     /// A batch of this class's events, in arrival order.

@@ -46,7 +46,7 @@ pub fn validate(args: &RunArgs) -> Result<()> {
         .collect();
     if classes.is_empty() {
         return Err(Usage(
-            "nothing to monitor: --no-locks and --no-sockets leave no monitor".into(),
+            "nothing to monitor: every class is switched off (--no-locks, --no-sockets, --no-unix-sockets, --no-pid-files)".into(),
         )
         .into());
     }
@@ -191,6 +191,7 @@ pub fn run(args: RunArgs, argv: Vec<OsString>) -> Result<()> {
     let mut events = Vec::new();
     let mut holds = Vec::new();
     let mut collect = Vec::new();
+    let mut wakes = Vec::new();
     for (i, (name, s)) in started.into_iter().enumerate() {
         header
             .features
@@ -204,6 +205,7 @@ pub fn run(args: RunArgs, argv: Vec<OsString>) -> Result<()> {
         events.extend(s.events.map(|e| (i, e)));
         let mut duty = s.duty;
         duty.before_ready();
+        wakes.extend(duty.wake().map(|w| (i, w)));
         duties.push((name, duty));
         holds.push(s.hold);
     }
@@ -249,6 +251,19 @@ pub fn run(args: RunArgs, argv: Vec<OsString>) -> Result<()> {
             polls.push(s.spawn(move || {
                 let decode = |d: &[u8]| (ev.decode)(d).map(|event| Msg { class, event });
                 let r = poller::run(&ev.map, decode, &tx, stop, dropped).context(ev.what);
+                if r.is_err() {
+                    let _ = kill(Pid::this(), Signal::SIGTERM); // wake the main thread
+                }
+                r
+            }));
+        }
+        for (class, wake) in wakes {
+            let tx = tx.clone(); // dropped when waking ends
+            let stop = &stop;
+            polls.push(s.spawn(move || {
+                // blocking: a wake (a process exit) is heard once only
+                let send = |event| tx.send(Msg { class, event }).is_ok();
+                let r = wake(&send, stop);
                 if r.is_err() {
                     let _ = kill(Pid::this(), Signal::SIGTERM); // wake the main thread
                 }

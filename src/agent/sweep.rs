@@ -19,7 +19,11 @@ pub fn validate(args: &SweepArgs) -> Result<()> {
         .filter(|c| c.sweep_enabled(args))
         .collect();
     if classes.is_empty() {
-        return Err(Usage("nothing to sweep: both --no-locks and --no-sockets".into()).into());
+        return Err(Usage(
+            "nothing to sweep: every class is switched off (socket and PID files are swept under --path only)"
+                .into(),
+        )
+        .into());
     }
     for c in &classes {
         c.sweep_validate(args)?;

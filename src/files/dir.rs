@@ -24,9 +24,13 @@ pub struct NameStat {
     pub regular: bool,
     pub dir: bool,
     pub symlink: bool,
+    /// A socket file (what bind(2) of an AF_UNIX socket makes).
+    pub socket: bool,
     pub size: u64,
     /// Last modification, ns since the epoch.
     pub mtime_ns: i128,
+    /// Last status change (creation, for a socket file), ns since the epoch.
+    pub ctime_ns: i128,
 }
 
 /// The directory holding a lock, pinned by a descriptor.
@@ -88,8 +92,10 @@ impl LockDir {
             regular: fmt == SFlag::S_IFREG,
             dir: fmt == SFlag::S_IFDIR,
             symlink: fmt == SFlag::S_IFLNK,
+            socket: fmt == SFlag::S_IFSOCK,
             size: st.st_size as u64,
             mtime_ns: st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
+            ctime_ns: st.st_ctime as i128 * 1_000_000_000 + st.st_ctime_nsec as i128,
         })
     }
 

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io;
 
+use crate::files::creator::Creator;
 use crate::files::dir::{self, DirContent, LockDir};
 use crate::files::verdict::{self, Facts, Keep, PidInFile};
 use crate::host::procfs::{self, FileId, HeldLock};
@@ -19,6 +20,10 @@ pub struct Target {
     pub file: FileId,
     pub shape: Shape,
     pub pid: PidInFile,
+    /// Its creator's credentials as the kernel recorded them, when known:
+    /// what every removal step is to run with (issue 11).
+    #[allow(dead_code)] // acted with by the principal work (host::creds)
+    pub creator: Option<Creator>,
 }
 
 /// What the lock's name is, and so how it is removed.
@@ -26,6 +31,9 @@ pub struct Target {
 pub enum Shape {
     /// A regular file or a symlink: one unlink.
     File,
+    /// A regular file that must still hold exactly these bytes once staged
+    /// (a PID file rewritten meanwhile names someone else): one unlink.
+    Holding(Vec<u8>),
     /// A lock directory, empty or holding one small file (name, identity):
     /// that file, then the directory; never anything else.
     Dir(Option<(OsString, FileId)>),
@@ -63,6 +71,7 @@ impl Target {
         }
         match &self.shape {
             Shape::File => true,
+            Shape::Holding(content) => self.dir.read_head(hidden).is_ok_and(|now| now == *content),
             Shape::Dir(inner) => match (self.dir.dir_content(hidden), inner) {
                 (Ok(DirContent::Empty), None) => true,
                 (Ok(DirContent::One { name, id, .. }), Some((n, i))) => name == *n && id == *i,
@@ -73,7 +82,7 @@ impl Target {
 
     fn remove(&self, hidden: &OsString) -> io::Result<()> {
         match &self.shape {
-            Shape::File => self.dir.unlink(hidden),
+            Shape::File | Shape::Holding(_) => self.dir.unlink(hidden),
             Shape::Dir(inner) => self.dir.remove_dir(hidden, inner.as_ref()),
         }
     }

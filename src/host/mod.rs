@@ -8,7 +8,9 @@ pub mod clock;
 pub mod creds;
 #[allow(dead_code)] // wired into every text output by the logging work (issue 16)
 pub mod escape;
+pub mod netlink;
 pub mod netns;
+pub mod pidwatch;
 pub mod pins;
 pub mod procfs;
 pub mod sysenv;

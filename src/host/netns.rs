@@ -36,6 +36,25 @@ pub fn all() -> HashMap<u64, PathBuf> {
     found
 }
 
+/// The same, also looking at every thread: a thread may sit in a network
+/// namespace no process is in (setns from one thread only).
+pub fn all_with_threads() -> HashMap<u64, PathBuf> {
+    let mut found = all();
+    for pid in pids() {
+        for t in fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let p = t.path().join("ns/net");
+            if let Ok(m) = fs::metadata(&p) {
+                found.entry(m.ino()).or_insert(p);
+            }
+        }
+    }
+    found
+}
+
 /// A file naming namespace `netns`, or None when no process and no bind
 /// mount holds it any more (its sockets are gone with it). Processes first;
 /// then single threads, which can sit in a namespace of their own.

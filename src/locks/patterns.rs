@@ -1,11 +1,12 @@
 //! Which paths are lock files this agent may act on: name patterns, the
 //! built-in deny list, user excludes and the `--path` scope. Pure logic.
 
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::GlobSet;
+
+use crate::files::names::build_sets;
+pub use crate::files::names::path_from_bytes;
 
 pub const DEFAULT_INCLUDES: &[&str] = &["*.lock", "*.lck"];
 
@@ -97,37 +98,6 @@ pub struct LockMatcher {
     scope: Vec<PathBuf>,
 }
 
-fn glob(pattern: &str) -> Result<Glob, String> {
-    GlobBuilder::new(pattern)
-        .literal_separator(true)
-        .backslash_escape(true)
-        .build()
-        .map_err(|e| format!("bad glob {pattern:?}: {}", e.kind()))
-}
-
-/// Split patterns into name globs (no '/') and full-path globs.
-fn build_sets(patterns: &[String]) -> Result<(GlobSet, GlobSet), String> {
-    let mut names = GlobSetBuilder::new();
-    let mut paths = GlobSetBuilder::new();
-    for p in patterns {
-        if p.is_empty() {
-            return Err("empty glob".into());
-        }
-        if p.contains('/') {
-            if !p.starts_with('/') && !p.starts_with("**") {
-                return Err(format!(
-                    "bad glob {p:?}: a glob with '/' matches the full path and must start with '/' or '**'"
-                ));
-            }
-            paths.add(glob(p)?);
-        } else {
-            names.add(glob(p)?);
-        }
-    }
-    let done = |b: GlobSetBuilder| b.build().map_err(|e| format!("bad glob: {e}"));
-    Ok((done(names)?, done(paths)?))
-}
-
 impl LockMatcher {
     pub fn new(
         includes: &[String],
@@ -217,11 +187,6 @@ impl LockMatcher {
             prefixes,
         })
     }
-}
-
-/// A path from raw kernel bytes.
-pub fn path_from_bytes(b: &[u8]) -> PathBuf {
-    PathBuf::from(OsStr::from_bytes(b))
 }
 
 #[cfg(test)]

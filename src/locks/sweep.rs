@@ -290,6 +290,7 @@ pub fn sweep_locks(
                     file: st.id,
                     shape,
                     pid,
+                    creator: None, // unknown without the daemon
                 });
             }
         }

@@ -6,22 +6,19 @@
 //! than hit. Needs CONFIG_INET_DIAG_DESTROY and CAP_NET_ADMIN in the socket's
 //! network namespace; it acts on the namespace of the calling thread.
 //!
-//! Written by hand on libc: two fixed-size requests, an ACK and one dump
-//! format to read do not justify a netlink crate and its dependencies in a
-//! static binary.
+//! The netlink socket and the walk of its answers are `host::netlink`'s;
+//! this module encodes the inet requests and reads the inet answers.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-const NETLINK_SOCK_DIAG: i32 = 4;
-const SOCK_DIAG_BY_FAMILY: u16 = 20;
+use crate::host::netlink::{
+    self, NLMSG_HDRLEN, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, SOCK_DIAG_BY_FAMILY,
+};
+#[cfg(test)]
+use crate::host::netlink::{decode_ack, NLMSG_DONE, NLMSG_ERROR};
+
 const SOCK_DESTROY: u16 = 21;
-const NLM_F_REQUEST: u16 = 0x1;
-const NLM_F_ACK: u16 = 0x4;
-const NLM_F_DUMP: u16 = 0x300;
-const NLMSG_ERROR: u16 = 0x2;
-const NLMSG_DONE: u16 = 0x3;
 /// inet_diag attribute carrying `struct tcp_info`.
 const INET_DIAG_INFO: u16 = 2;
 /// struct inet_diag_msg: family, state, timer, retrans, sockid (48),
@@ -30,7 +27,6 @@ const DIAG_MSG_LEN: usize = 4 + 48 + 20;
 const IPPROTO_TCP: u8 = 6;
 const TCP_CLOSE_WAIT: u32 = 8;
 
-const NLMSG_HDRLEN: usize = 16;
 /// struct inet_diag_req_v2: family, protocol, ext, pad, states, then
 /// inet_diag_sockid (sport, dport, src[4], dst[4], if, cookie[2]).
 const REQ_LEN: usize = 8 + 48;
@@ -59,11 +55,12 @@ fn addr_bytes(ip: IpAddr) -> [u8; 16] {
 /// ports and addresses (network order, as in the kernel's sockid).
 pub fn encode_destroy(t: &Target, seq: u32) -> [u8; MSG_LEN] {
     let mut m = [0u8; MSG_LEN];
-    m[0..4].copy_from_slice(&(MSG_LEN as u32).to_ne_bytes());
-    m[4..6].copy_from_slice(&SOCK_DESTROY.to_ne_bytes());
-    m[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
-    m[8..12].copy_from_slice(&seq.to_ne_bytes());
-    // nlmsg_pid 0: the kernel
+    m[..NLMSG_HDRLEN].copy_from_slice(&netlink::header(
+        MSG_LEN,
+        SOCK_DESTROY,
+        NLM_F_REQUEST | NLM_F_ACK,
+        seq,
+    ));
     let r = &mut m[NLMSG_HDRLEN..];
     r[0] = t.family as u8;
     r[1] = IPPROTO_TCP;
@@ -78,31 +75,6 @@ pub fn encode_destroy(t: &Target, seq: u32) -> [u8; MSG_LEN] {
     id[40..44].copy_from_slice(&(t.cookie as u32).to_ne_bytes());
     id[44..48].copy_from_slice(&((t.cookie >> 32) as u32).to_ne_bytes());
     m
-}
-
-/// The kernel's answer to request `seq`: Ok on a zero error, the errno
-/// otherwise; None when the message is not that answer.
-pub fn decode_ack(buf: &[u8], seq: u32) -> Option<io::Result<()>> {
-    let mut off = 0;
-    while off + NLMSG_HDRLEN <= buf.len() {
-        let h = &buf[off..];
-        let len = u32::from_ne_bytes(h[0..4].try_into().ok()?) as usize;
-        let ty = u16::from_ne_bytes(h[4..6].try_into().ok()?);
-        let s = u32::from_ne_bytes(h[8..12].try_into().ok()?);
-        if len < NLMSG_HDRLEN || off + len > buf.len() {
-            return None;
-        }
-        if ty == NLMSG_ERROR && s == seq && len >= NLMSG_HDRLEN + 4 {
-            let err = i32::from_ne_bytes(h[16..20].try_into().ok()?);
-            return Some(if err == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::from_raw_os_error(-err))
-            });
-        }
-        off += (len + 3) & !3;
-    }
-    None
 }
 
 /// The part of `struct tcp_info` (linux/tcp.h) the sweep uses. Fields a
@@ -178,10 +150,12 @@ impl DiagSock {
 /// its tcp_info.
 pub fn encode_dump(family: u16, seq: u32) -> [u8; MSG_LEN] {
     let mut m = [0u8; MSG_LEN];
-    m[0..4].copy_from_slice(&(MSG_LEN as u32).to_ne_bytes());
-    m[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    m[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    m[8..12].copy_from_slice(&seq.to_ne_bytes());
+    m[..NLMSG_HDRLEN].copy_from_slice(&netlink::header(
+        MSG_LEN,
+        SOCK_DIAG_BY_FAMILY,
+        NLM_F_REQUEST | NLM_F_DUMP,
+        seq,
+    ));
     let r = &mut m[NLMSG_HDRLEN..];
     r[0] = family as u8;
     r[1] = IPPROTO_TCP;
@@ -243,120 +217,29 @@ fn parse_diag_msg(m: &[u8]) -> io::Result<DiagSock> {
 
 /// One datagram of the dump answering `seq`: its sockets, and whether the
 /// dump is complete (NLMSG_DONE). A kernel error is returned as such.
+#[cfg(test)]
 pub fn parse_dump(buf: &[u8], seq: u32, out: &mut Vec<DiagSock>) -> io::Result<bool> {
-    let mut off = 0;
-    while off + NLMSG_HDRLEN <= buf.len() {
-        let h = &buf[off..];
-        let len = u32::from_ne_bytes(h[0..4].try_into().unwrap()) as usize;
-        let ty = u16::from_ne_bytes(h[4..6].try_into().unwrap());
-        let s = u32::from_ne_bytes(h[8..12].try_into().unwrap());
-        if len < NLMSG_HDRLEN || off + len > buf.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "sock_diag: torn netlink message",
-            ));
-        }
-        if s == seq {
-            match ty {
-                NLMSG_DONE => return Ok(true),
-                NLMSG_ERROR => {
-                    let err = h
-                        .get(16..20)
-                        .map_or(libc::EIO, |e| -i32::from_ne_bytes(e.try_into().unwrap()));
-                    if err != 0 {
-                        return Err(io::Error::from_raw_os_error(err));
-                    }
-                }
-                SOCK_DIAG_BY_FAMILY => out.push(parse_diag_msg(&h[NLMSG_HDRLEN..len])?),
-                _ => {}
-            }
-        }
-        off += (len + 3) & !3;
-    }
-    Ok(false)
-}
-
-fn diag_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain syscalls on a descriptor we own.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-            NETLINK_SOCK_DIAG,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd was just returned by socket(2).
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let tv = libc::timeval {
-        tv_sec: 2,
-        tv_usec: 0,
-    };
-    // SAFETY: tv lives across the call; size matches.
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as u32,
-        )
-    };
-    Ok(fd)
-}
-
-fn send_to_kernel(fd: &OwnedFd, msg: &[u8]) -> io::Result<()> {
-    // SAFETY: a zeroed sockaddr_nl addresses the kernel.
-    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    kernel.nl_family = libc::AF_NETLINK as u16;
-    // SAFETY: msg and kernel outlive the call.
-    let n = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            msg.as_ptr().cast(),
-            msg.len(),
-            0,
-            (&kernel as *const libc::sockaddr_nl).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as u32,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn recv(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        // SAFETY: buf outlives the call.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    netlink::walk_dump(buf, seq, SOCK_DIAG_BY_FAMILY, |m| {
+        out.push(parse_diag_msg(m)?);
+        Ok(())
+    })
 }
 
 /// Every TCP socket in CLOSE_WAIT in the calling thread's network
 /// namespace, IPv4 and IPv6 (v4-mapped ones in the IPv6 dump).
 pub fn dump_close_wait() -> io::Result<Vec<DiagSock>> {
-    let fd = diag_socket()?;
+    let nl = netlink::Socket::sock_diag()?;
     let mut out = Vec::new();
-    // the kernel sizes dump messages to at most 32K
-    let mut buf = vec![0u8; 64 * 1024];
     for (seq, family) in [(1, libc::AF_INET), (2, libc::AF_INET6)] {
-        send_to_kernel(&fd, &encode_dump(family as u16, seq))?;
-        loop {
-            let n = recv(&fd, &mut buf)?;
-            if n == 0 || parse_dump(&buf[..n], seq, &mut out)? {
-                break;
-            }
-        }
+        nl.dump(
+            &encode_dump(family as u16, seq),
+            seq,
+            SOCK_DIAG_BY_FAMILY,
+            |m| {
+                out.push(parse_diag_msg(m)?);
+                Ok(())
+            },
+        )?;
     }
     // the state filter is the kernel's; check it anyway
     out.retain(|s| s.state == TCP_CLOSE_WAIT as u8);
@@ -365,21 +248,14 @@ pub fn dump_close_wait() -> io::Result<Vec<DiagSock>> {
 
 /// Destroy `t` in the calling thread's network namespace.
 pub fn destroy(t: &Target) -> io::Result<()> {
-    let fd = diag_socket()?;
     let seq = 1;
-    send_to_kernel(&fd, &encode_destroy(t, seq))?;
-    let mut buf = [0u8; 8192];
-    loop {
-        let n = recv(&fd, &mut buf)?;
-        if let Some(r) = decode_ack(&buf[..n], seq) {
-            return r;
-        }
-    }
+    netlink::Socket::sock_diag()?.request(&encode_destroy(t, seq), seq)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn request_layout() {

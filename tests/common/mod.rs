@@ -65,20 +65,47 @@ impl Agent {
     /// ARGS name a --pin-dir, the agent pins nothing; its status file is
     /// its own.
     pub fn start(args: &[&str]) -> Agent {
-        let state = test_dir("agent-state");
-        let status = state.path().join("status.json");
-        let mut cmd = Command::new(BIN);
-        cmd.arg("run").args(args).arg("--status-file").arg(&status);
-        if !args.contains(&"--pin-dir") {
-            cmd.arg("--no-pin");
-        }
+        let mut extra = Vec::new();
         // lock tests: an agent scoped to a directory must not also act on
         // the host's CLOSE_WAIT sockets (the socket monitor is on by default)
         if !args.contains(&"--no-locks") {
-            cmd.arg("--no-sockets");
+            extra.push("--no-sockets");
+        }
+        // the lock and socket tests exercise those classes only: socket
+        // files and PID files (on by default, whole host without --path)
+        // are left to their own tests (start_exact)
+        for f in ["--no-unix-sockets", "--no-pid-files"] {
+            if !args.contains(&f) {
+                extra.push(f);
+            }
+        }
+        Agent::spawn(args, &extra)
+    }
+
+    /// `eghostbuster run ARGS...` with exactly these classes and scope
+    /// (plus its own status file, and --no-pin unless ARGS pin): the
+    /// caller scopes every class it leaves on.
+    pub fn start_exact(args: &[&str]) -> Agent {
+        Agent::spawn(args, &[])
+    }
+
+    fn spawn(args: &[&str], extra: &[&str]) -> Agent {
+        let state = test_dir("agent-state");
+        let status = state.path().join("status.json");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run")
+            .args(args)
+            .args(extra)
+            .arg("--status-file")
+            .arg(&status);
+        if !args.contains(&"--pin-dir") {
+            cmd.arg("--no-pin");
         }
         let mut child = cmd
-            .env("RUST_LOG", "debug")
+            .env(
+                "RUST_LOG",
+                std::env::var("EGB_TEST_LOG").unwrap_or("debug".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -609,4 +636,79 @@ pub fn has_open(pid: u32, path: &Path) -> bool {
     let mapped = std::fs::read_to_string(format!("/proc/{pid}/maps"))
         .is_ok_and(|m| m.lines().any(|l| l.ends_with(&*path.to_string_lossy())));
     open || mapped
+}
+
+/// Processes a test started that are not its children (a forked
+/// grandchild, a namespace's helper): SIGKILLed by PID on drop.
+pub struct Strays(pub Vec<i32>);
+
+impl Drop for Strays {
+    fn drop(&mut self) {
+        for &p in &self.0 {
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+    }
+}
+
+/// The PID a file holds, once it holds one.
+pub fn read_pid_file(p: &Path) -> i32 {
+    assert!(
+        wait_for(PATIENCE, || std::fs::read_to_string(p)
+            .is_ok_and(|s| s.trim().parse::<i32>().is_ok())),
+        "no pid in {}",
+        p.display()
+    );
+    std::fs::read_to_string(p).unwrap().trim().parse().unwrap()
+}
+
+/// The children of `pid`, from /proc.
+pub fn children(pid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+/// A pin directory of the test's own under /sys/fs/bpf; unpinned (by
+/// `eghostbuster unpin`) on drop, even when the test fails.
+pub struct Pins(pub PathBuf);
+
+impl Pins {
+    pub fn new(name: &str) -> Pins {
+        Pins(PathBuf::from(format!(
+            "/sys/fs/bpf/egb-test-{}-{name}",
+            std::process::id()
+        )))
+    }
+
+    pub fn arg(&self) -> String {
+        self.0.display().to_string()
+    }
+
+    /// The names pinned in this version's directory.
+    pub fn pinned(&self) -> Vec<String> {
+        let Some(version_dir) = std::fs::read_dir(&self.0)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+        else {
+            return Vec::new();
+        };
+        std::fs::read_dir(version_dir.path())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        let _ = Command::new(BIN)
+            .args(["unpin", "--pin-dir", &self.arg()])
+            .output();
+    }
 }

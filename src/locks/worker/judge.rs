@@ -213,6 +213,7 @@ impl<K: LockKernel> LockWork<K> {
                         file: lock.file,
                         shape,
                         pid,
+                        creator: None, // the lock records carry no credentials yet
                     }),
                     place: root.place(),
                     lock,
