@@ -95,11 +95,14 @@ START = {"MIT": "Permission is hereby granted",
          "BSD-2-Clause": "Redistribution and use in source and binary forms",
          "BSD-3-Clause": "Redistribution and use in source and binary forms",
          "Unicode-3.0": "UNICODE LICENSE V3",
-         "ISC": "Permission to use, copy, modify"}
+         "ISC": "Permission to use, copy, modify",
+         "BSL-1.0": "Boost Software License - Version 1.0",
+         "LLVM-exception": "LLVM Exceptions to the Apache 2.0 License"}
 texts = {}
 
 NAME_HINT = {"MIT": "MIT", "Unlicense": "UNLICENSE", "BSD-2-Clause": "BSD",
-             "BSD-3-Clause": "BSD", "Unicode-3.0": "UNICODE", "ISC": "ISC"}
+             "BSD-3-Clause": "BSD", "Unicode-3.0": "UNICODE", "ISC": "ISC",
+             "BSL-1.0": "BOOST", "LLVM-exception": "LLVM-EXCEPTION"}
 
 def find_text(lid, dirs):
     """The text of licence LID from the first crate directory that has it:
