@@ -31,6 +31,9 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* Set by user space before load. */
 const volatile bool non_exclusive = false;	/* track O_CREAT without O_EXCL */
+/* records waiting in lock_events beyond which even a record that is not
+ * urgent wakes the poller (a quarter of --ring-buffer-size) */
+const volatile __u64 wake_backlog = 1 << 18;
 const volatile bool any_name = false;		/* no name pre-filter */
 const volatile __u32 n_suffixes = 0;
 const volatile __u8 suffix_len[MAX_SUFFIXES] = {};
@@ -42,14 +45,22 @@ const volatile char prefixes[MAX_PREFIXES][PREFIX_LEN] = {};
 
 struct lock_counters counters = {};
 
-/* Emit BTF for the records so libbpf-cargo generates their Rust types. */
+/* Emit BTF for the records and enums so libbpf-cargo generates their Rust
+ * types (an enum no variable uses does not reach BTF). */
 struct lock_created _lock_created = {};
 struct lock_record _lock_record = {};
+struct lock_record_long _lock_record_long = {};
 struct lock_key _lock_key = {};
 struct lock_exit _lock_exit = {};
 struct lock_name_gone _lock_name_gone = {};
 enum lock_kind _lock_kind = 0;
 enum lock_event_kind _lock_event_kind = 0;
+enum lock_flags _lock_flags = 0;
+enum lock_limits _lock_limits = 0;
+enum lock_key_bits _lock_key_bits = 0;
+
+_Static_assert(sizeof(struct lock_record) == LOCK_RECORD_SHORT,
+	       "LOCK_PATH_SHORT must fill the short record exactly");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -59,9 +70,22 @@ struct {
 /*
  * Thread groups whose exit matters: creators of tracked locks, parents a
  * lock was handed to on a clean exit, and live holders user space adds.
- * The exit program deletes an entry when its group dies, so the map holds
- * live processes only.
+ * One set, two views. "owner_marks" is task local storage on each owner's
+ * group leader: what the exit program tests on every exit on the host,
+ * where a process with no BPF task storage at all (nearly every one) costs
+ * one pointer test. "owners" is the same set by tgid, for what outlives a
+ * leader's task_struct: an exec from a thread that is not the leader makes
+ * that thread the leader (de_thread), and handle_exec moves the mark. The
+ * exit program deletes an owner's entry when its group dies, so the hash
+ * holds live processes only.
  */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u32);
+} owner_marks SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384); /* --max-owners */
@@ -71,7 +95,10 @@ struct {
 
 /*
  * Every tracked lock, by file identity; pinned, so it outlives the agent.
- * Not preallocated: records are 4 KiB, and most slots stay empty.
+ * A key is in one table or the other: "locks" for paths up to
+ * LOCK_PATH_SHORT bytes (a creation copies a 256-byte record), and
+ * "locks_long" for the rare longer one. Not preallocated: most slots stay
+ * empty.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -80,6 +107,14 @@ struct {
 	__type(key, struct lock_key);
 	__type(value, struct lock_record);
 } locks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096); /* --max-locks / 16 */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct lock_key);
+	__type(value, struct lock_record_long);
+} locks_long SEC(".maps");
 
 /* Exits of owners user space has not dealt with yet (pinned, as above). */
 struct {
@@ -90,7 +125,7 @@ struct {
 } exited SEC(".maps");
 
 struct scratch {
-	struct lock_record rec;	/* must stay first: copies into rec.path
+	struct lock_record_long rec; /* must stay first: copies into rec.path
 				 * may run past it into the buffers below
 				 * as far as the verifier knows */
 	char buf[LOCK_PATH_MAX + NAME_BUF]; /* path built backward */
@@ -110,15 +145,31 @@ static __always_inline void count(__u64 *c)
 	__sync_fetch_and_add(c, 1);
 }
 
-static __always_inline bool watch_owner(__u32 tgid)
+/* Mark @leader's thread group (@tgid) as an owner, in both views. */
+static __always_inline bool watch_owner(struct task_struct *leader, __u32 tgid)
 {
 	__u64 one = 1;
 
-	if (bpf_map_update_elem(&owners, &tgid, &one, BPF_ANY)) {
+	if (bpf_map_update_elem(&owners, &tgid, &one, BPF_ANY) ||
+	    !bpf_task_storage_get(&owner_marks, leader, 0, BPF_LOCAL_STORAGE_GET_F_CREATE)) {
 		count(&counters.owners_full);
 		return false;
 	}
 	return true;
+}
+
+/* Is @leader's thread group an owner? A process that owns nothing and that
+ * no BPF program gave task storage has none: one load says so. */
+static __always_inline bool is_owner(struct task_struct *leader)
+{
+	if (!leader->bpf_storage)
+		return false;
+	return bpf_task_storage_get(&owner_marks, leader, 0, 0) != NULL;
+}
+
+static __always_inline struct task_struct *current_leader(void)
+{
+	return bpf_get_current_task_btf()->group_leader;
 }
 
 static __always_inline struct file *fd_file(struct task_struct *task, long fd)
@@ -310,30 +361,52 @@ static __always_inline __u32 pid_ns_inum(struct task_struct *task)
 static __always_inline void fill_owner(struct scratch *s, struct task_struct *task, __u32 tgid,
 				       __u64 flags, __u32 kind)
 {
-	s->rec.tgid = tgid;
-	s->rec.owner_start = BPF_CORE_READ(task, group_leader, start_boottime);
-	s->rec.mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
-	s->rec.pid_ns = pid_ns_inum(task);
-	s->rec.open_flags = flags;
-	s->rec.stale_pid = 0;
-	s->rec.stale_status = 0;
-	s->rec.stale_comm[0] = 0;
-	s->rec.kind = kind;
-	bpf_get_current_comm(s->rec.comm, sizeof(s->rec.comm));
+	s->rec.h.tgid = tgid;
+	s->rec.h.owner_start = BPF_CORE_READ(task, group_leader, start_boottime);
+	s->rec.h.mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	s->rec.h.pid_ns = pid_ns_inum(task);
+	s->rec.h.open_flags = flags;
+	s->rec.h.stale_pid = 0;
+	s->rec.h.stale_status = 0;
+	s->rec.h.stale_comm[0] = 0;
+	s->rec.h.kind = kind;
+	bpf_get_current_comm(s->rec.h.comm, sizeof(s->rec.h.comm));
 }
 
-/* Record under @key and tell user space. */
+/*
+ * How to submit a record: only an urgent one, or one that finds a backlog
+ * (a burst of creations must not fill the ring before the poller's next
+ * round), wakes the poller. A wakeup is an irq_work and, in a VM, an APIC
+ * write that exits to the hypervisor: microseconds per lock. The others
+ * are picked up by the poller's next round (at most 100 ms later) or with
+ * the next urgent record, which comes after them in the ring: an owner's
+ * exit always wakes it.
+ */
+static __always_inline __u64 wakeup(bool urgent)
+{
+	if (urgent || bpf_ringbuf_query(&lock_events, BPF_RB_AVAIL_DATA) > wake_backlog)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
+/* Record under @key and tell user space (@urgent: see wakeup()). */
 static __always_inline void publish(struct scratch *s, struct lock_key *key, __u32 flags,
-				    bool watch)
+				    bool watch, bool urgent)
 {
 	struct lock_created *ev;
 
 	/* Watch the owner before anyone hears of the lock: it cannot exit
-	 * unseen between the two, as it is the task running this. */
-	if (watch && !watch_owner(s->rec.tgid))
+	 * unseen between the two, as it is the task running this. Already
+	 * watched (its next lock): one pointer test and a storage lookup. */
+	if (watch && !is_owner(current_leader()) &&
+	    !watch_owner(current_leader(), s->rec.h.tgid))
 		flags |= LOCK_F_OWNER_UNTRACKED;
-	s->rec.flags = flags;
-	if (bpf_map_update_elem(&locks, key, &s->rec, BPF_ANY)) {
+	s->rec.h.flags = flags;
+	/* the short table copies LOCK_RECORD_SHORT bytes of the scratch
+	 * record: its head and the start of its path */
+	if (s->rec.h.path_len <= LOCK_PATH_SHORT
+		    ? bpf_map_update_elem(&locks, key, &s->rec, BPF_ANY)
+		    : bpf_map_update_elem(&locks_long, key, &s->rec, BPF_ANY)) {
 		count(&counters.table_full);
 		flags |= LOCK_F_TABLE_FULL;
 	}
@@ -344,11 +417,11 @@ static __always_inline void publish(struct scratch *s, struct lock_key *key, __u
 		return;
 	}
 	ev->kind = LOCK_EV_CREATED;
-	ev->tgid = s->rec.tgid;
+	ev->tgid = s->rec.h.tgid;
 	ev->flags = flags;
 	ev->_pad = 0;
 	ev->key = *key;
-	bpf_ringbuf_submit(ev, 0);
+	bpf_ringbuf_submit(ev, wakeup(urgent));
 	count(&counters.created);
 }
 
@@ -400,8 +473,9 @@ static __always_inline int handle_open(long fd, __u64 open_flags)
 	pos = build_path(s, BPF_CORE_READ(file, f_path.mnt), dentry, &flags);
 	n = LOCK_PATH_MAX - pos;
 	bpf_probe_read_kernel(s->rec.path, n & (LOCK_PATH_MAX - 1), &s->buf[pos & (LOCK_PATH_MAX - 1)]);
-	s->rec.path_len = n & (LOCK_PATH_MAX - 1);
-	publish(s, &key, flags, true);
+	s->rec.h.path_len = n & (LOCK_PATH_MAX - 1);
+	/* complete: user space has nothing to resolve in a hurry */
+	publish(s, &key, flags, true, false);
 	return 0;
 }
 
@@ -462,24 +536,30 @@ static __always_inline int handle_named(__u32 kind, long dirfd, const char *unam
 	s->rec.path[dlen & (LOCK_PATH_MAX - 1)] = '/';
 	bpf_probe_read_kernel(&s->rec.path[(dlen + 1) & (LOCK_PATH_MAX - 1)], len & (LOCK_PATH_MAX - 1),
 			      s->upath);
-	s->rec.path_len = (dlen + 1 + len) & (LOCK_PATH_MAX - 1);
+	s->rec.h.path_len = (dlen + 1 + len) & (LOCK_PATH_MAX - 1);
 
 	fill_owner(s, task, bpf_get_current_pid_tgid() >> 32, flags, kind);
 	/* unique without a shared counter: one CPU never reads the same ns
 	 * twice, and the clock survives an agent restart (pinned table) */
-	key.dev = LOCK_KEY_PENDING | bpf_get_smp_processor_id();
+	key.dev = ((__u64)LOCK_KEY_PENDING_HI << 32) | bpf_get_smp_processor_id();
 	key.ino = bpf_ktime_get_boot_ns();
 	key.gen = 0;
 	key._pad = 0;
-	/* a plain rename only follows a tracked lock: its caller owns nothing */
-	publish(s, &key, rflags, kind != LOCK_K_MOVED);
+	/* a plain rename only follows a tracked lock: its caller owns nothing;
+	 * the name is resolved by user space: the sooner the better */
+	publish(s, &key, rflags, kind != LOCK_K_MOVED, true);
 	count(&counters.named);
 	return 0;
 }
 
-/* x86_64 syscall arguments in the saved user registers: di, si, dx, r10.
- * A direct (BTF) load, not a probe-read helper call: this runs on every
- * successful open on the host. */
+/*
+ * Syscall arguments from the task's saved user registers, by libbpf's
+ * PT_REGS_PARMn_SYSCALL, which knows each architecture's syscall
+ * convention (x86_64: di, si, dx, r10, r8). The registers come from
+ * bpf_task_pt_regs as a BTF pointer, so these are direct loads, not
+ * probe-read helper calls: openat runs on every successful open on the
+ * host.
+ */
 static __always_inline struct pt_regs *user_regs(void)
 {
 	return (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
@@ -490,7 +570,8 @@ int handle_openat_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	if (ctx->ret < 0)
 		return 0;
-	return handle_open(ctx->ret, user_regs()->dx);
+	/* openat(dfd, name, flags, mode) */
+	return handle_open(ctx->ret, PT_REGS_PARM3_SYSCALL(user_regs()));
 }
 
 SEC("tracepoint/syscalls/sys_exit_open")
@@ -498,7 +579,8 @@ int handle_open_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	if (ctx->ret < 0)
 		return 0;
-	return handle_open(ctx->ret, user_regs()->si);
+	/* open(name, flags, mode) */
+	return handle_open(ctx->ret, PT_REGS_PARM2_SYSCALL(user_regs()));
 }
 
 SEC("tracepoint/syscalls/sys_exit_creat")
@@ -518,7 +600,8 @@ int handle_openat2_exit(struct trace_event_raw_sys_exit *ctx)
 
 	if (ctx->ret < 0)
 		return 0;
-	how = (struct open_how *)BPF_CORE_READ(user_regs(), dx);
+	/* openat2(dfd, name, how, size) */
+	how = (struct open_how *)PT_REGS_PARM3_SYSCALL(user_regs());
 	bpf_probe_read_user(&flags, sizeof(flags), &how->flags);
 	return handle_open(ctx->ret, flags);
 }
@@ -526,17 +609,15 @@ int handle_openat2_exit(struct trace_event_raw_sys_exit *ctx)
 /*
  * A tracked owner removed or renamed a name. Paths are not resolved here
  * (the syscall may be relative to a dirfd that is gone): user space checks
- * that owner's locks. Non-owners cost one hash lookup.
+ * that owner's locks. Non-owners cost one pointer test.
  */
 static __always_inline int name_gone(long ret)
 {
 	struct lock_name_gone *e;
-	__u32 tgid;
 
 	if (ret != 0)
 		return 0;
-	tgid = bpf_get_current_pid_tgid() >> 32;
-	if (!bpf_map_lookup_elem(&owners, &tgid))
+	if (!is_owner(current_leader()))
 		return 0;
 	e = bpf_ringbuf_reserve(&lock_events, sizeof(*e), 0);
 	if (!e) {
@@ -544,8 +625,9 @@ static __always_inline int name_gone(long ret)
 		return 0;
 	}
 	e->kind = LOCK_EV_NAME_GONE;
-	e->tgid = tgid;
-	bpf_ringbuf_submit(e, 0);
+	e->tgid = bpf_get_current_pid_tgid() >> 32;
+	/* not urgent: a released lock only needs forgetting */
+	bpf_ringbuf_submit(e, wakeup(false));
 	return 0;
 }
 
@@ -565,14 +647,13 @@ int handle_unlink_exit(struct trace_event_raw_sys_exit *ctx)
  * Renames: onto a matching name, RENAME_NOREPLACE takes a lock (the name
  * did not exist), whoever calls it. A plain rename by a tracked owner may
  * move one of its locks, which user space follows; anyone else's plain
- * rename costs one hash lookup and no string work (renames are frequent:
+ * rename costs one pointer test and no string work (renames are frequent:
  * editors, package managers). The name record goes out before the owner's
  * "name gone", so that a lock its owner renamed is followed, not dropped.
  */
 static __always_inline int handle_rename(long dirfd, const char *uname, __u64 flags)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	bool owner = bpf_map_lookup_elem(&owners, &tgid) != NULL;
+	bool owner = is_owner(current_leader());
 
 	if (flags & RENAME_NOREPLACE)
 		handle_named(LOCK_K_RENAME, dirfd, uname, flags);
@@ -581,6 +662,7 @@ static __always_inline int handle_rename(long dirfd, const char *uname, __u64 fl
 	return owner ? name_gone(0) : 0;
 }
 
+/* renameat2(olddfd, old, newdfd, new, flags) */
 SEC("tracepoint/syscalls/sys_exit_renameat2")
 int handle_renameat2_exit(struct trace_event_raw_sys_exit *ctx)
 {
@@ -589,10 +671,12 @@ int handle_renameat2_exit(struct trace_event_raw_sys_exit *ctx)
 	if (ctx->ret != 0)
 		return 0;
 	regs = user_regs();
-	return handle_rename(BPF_CORE_READ(regs, dx), (const char *)BPF_CORE_READ(regs, r10),
-			     BPF_CORE_READ(regs, r8));
+	return handle_rename(PT_REGS_PARM3_SYSCALL(regs),
+			     (const char *)PT_REGS_PARM4_SYSCALL(regs),
+			     PT_REGS_PARM5_SYSCALL(regs));
 }
 
+/* renameat(olddfd, old, newdfd, new) */
 SEC("tracepoint/syscalls/sys_exit_renameat")
 int handle_renameat_exit(struct trace_event_raw_sys_exit *ctx)
 {
@@ -601,15 +685,17 @@ int handle_renameat_exit(struct trace_event_raw_sys_exit *ctx)
 	if (ctx->ret != 0)
 		return 0;
 	regs = user_regs();
-	return handle_rename(BPF_CORE_READ(regs, dx), (const char *)BPF_CORE_READ(regs, r10), 0);
+	return handle_rename(PT_REGS_PARM3_SYSCALL(regs),
+			     (const char *)PT_REGS_PARM4_SYSCALL(regs), 0);
 }
 
+/* rename(old, new) */
 SEC("tracepoint/syscalls/sys_exit_rename")
 int handle_rename_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	if (ctx->ret != 0)
 		return 0;
-	return handle_rename(AT_FDCWD, (const char *)BPF_CORE_READ(user_regs(), si), 0);
+	return handle_rename(AT_FDCWD, (const char *)PT_REGS_PARM2_SYSCALL(user_regs()), 0);
 }
 
 /* link(old, new), linkat(olddfd, old, newdfd, new, flags): the new name */
@@ -618,7 +704,8 @@ int handle_link_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	if (ctx->ret != 0)
 		return 0;
-	return handle_named(LOCK_K_LINK, AT_FDCWD, (const char *)BPF_CORE_READ(user_regs(), si), 0);
+	return handle_named(LOCK_K_LINK, AT_FDCWD,
+			    (const char *)PT_REGS_PARM2_SYSCALL(user_regs()), 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_linkat")
@@ -629,8 +716,8 @@ int handle_linkat_exit(struct trace_event_raw_sys_exit *ctx)
 	if (ctx->ret != 0)
 		return 0;
 	regs = user_regs();
-	return handle_named(LOCK_K_LINK, BPF_CORE_READ(regs, dx),
-			    (const char *)BPF_CORE_READ(regs, r10), BPF_CORE_READ(regs, r8));
+	return handle_named(LOCK_K_LINK, PT_REGS_PARM3_SYSCALL(regs),
+			    (const char *)PT_REGS_PARM4_SYSCALL(regs), PT_REGS_PARM5_SYSCALL(regs));
 }
 
 /* mkdir(path, mode), mkdirat(dfd, path, mode) */
@@ -639,7 +726,8 @@ int handle_mkdir_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	if (ctx->ret != 0)
 		return 0;
-	return handle_named(LOCK_K_MKDIR, AT_FDCWD, (const char *)BPF_CORE_READ(user_regs(), di), 0);
+	return handle_named(LOCK_K_MKDIR, AT_FDCWD,
+			    (const char *)PT_REGS_PARM1_SYSCALL(user_regs()), 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_mkdirat")
@@ -650,8 +738,8 @@ int handle_mkdirat_exit(struct trace_event_raw_sys_exit *ctx)
 	if (ctx->ret != 0)
 		return 0;
 	regs = user_regs();
-	return handle_named(LOCK_K_MKDIR, BPF_CORE_READ(regs, di),
-			    (const char *)BPF_CORE_READ(regs, si), 0);
+	return handle_named(LOCK_K_MKDIR, PT_REGS_PARM1_SYSCALL(regs),
+			    (const char *)PT_REGS_PARM2_SYSCALL(regs), 0);
 }
 
 /* symlink(target, new), symlinkat(target, newdfd, new) */
@@ -660,7 +748,8 @@ int handle_symlink_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	if (ctx->ret != 0)
 		return 0;
-	return handle_named(LOCK_K_SYMLINK, AT_FDCWD, (const char *)BPF_CORE_READ(user_regs(), si), 0);
+	return handle_named(LOCK_K_SYMLINK, AT_FDCWD,
+			    (const char *)PT_REGS_PARM2_SYSCALL(user_regs()), 0);
 }
 
 SEC("tracepoint/syscalls/sys_exit_symlinkat")
@@ -671,15 +760,16 @@ int handle_symlinkat_exit(struct trace_event_raw_sys_exit *ctx)
 	if (ctx->ret != 0)
 		return 0;
 	regs = user_regs();
-	return handle_named(LOCK_K_SYMLINK, BPF_CORE_READ(regs, si),
-			    (const char *)BPF_CORE_READ(regs, dx), 0);
+	return handle_named(LOCK_K_SYMLINK, PT_REGS_PARM2_SYSCALL(regs),
+			    (const char *)PT_REGS_PARM3_SYSCALL(regs), 0);
 }
 
 /*
- * Exit of a whole thread group (group_dead: the last thread is leaving);
- * a single thread's exit never counts. Only watched owners reach user space.
+ * An owner's whole thread group exited: tell user space, and hand the
+ * watch to the parent on a clean exit. Kept out of line, so that the
+ * program every exit on the host runs is only the test below it.
  */
-static __always_inline int handle_exit_common(struct task_struct *p, bool group_dead)
+static __noinline int owner_exited(struct task_struct *p)
 {
 	struct task_struct *parent;
 	struct signal_struct *psig;
@@ -687,11 +777,9 @@ static __always_inline int handle_exit_common(struct task_struct *p, bool group_
 	__u32 tgid;
 	int status;
 
-	if (!group_dead)
+	if (!p)
 		return 0;
-	tgid = p->tgid; /* trusted tp_btf argument: a plain load, no helper call */
-	if (!bpf_map_lookup_elem(&owners, &tgid))
-		return 0;
+	tgid = p->tgid;
 	bpf_map_delete_elem(&owners, &tgid);
 
 	/* the group's wait status when it exited as a group (exit_group,
@@ -699,7 +787,7 @@ static __always_inline int handle_exit_common(struct task_struct *p, bool group_
 	status = BPF_CORE_READ(p, signal, group_exit_code);
 	if (!status)
 		status = BPF_CORE_READ(p, exit_code);
-	parent = BPF_CORE_READ(p, real_parent);
+	parent = p->real_parent;
 	psig = BPF_CORE_READ(parent, signal);
 
 	e.kind = LOCK_EV_EXIT;
@@ -715,15 +803,29 @@ static __always_inline int handle_exit_common(struct task_struct *p, bool group_
 	/* A clean exit hands the locks to the parent: watch it now, before
 	 * it can exit unseen while user space catches up. */
 	if (status == 0 && e.ppid > 1)
-		watch_owner(e.ppid);
+		watch_owner(parent->group_leader, e.ppid);
 	/* kept until user space has dealt with it, even across a restart */
 	if (bpf_map_update_elem(&exited, &tgid, &e, BPF_ANY))
 		count(&counters.table_full);
-	if (bpf_ringbuf_output(&lock_events, &e, sizeof(e), 0))
+	/* forced: records queued without a wakeup before it would otherwise
+	 * keep the kernel from waking the poller for this one */
+	if (bpf_ringbuf_output(&lock_events, &e, sizeof(e), BPF_RB_FORCE_WAKEUP))
 		count(&counters.ringbuf_drops);
 	else
 		count(&counters.exits);
 	return 0;
+}
+
+/*
+ * Exit of a whole thread group (group_dead: the last thread is leaving);
+ * a single thread's exit never counts. The common case, a process that
+ * owns no lock, is one pointer test on its group leader (is_owner).
+ */
+static __always_inline int handle_exit_common(struct task_struct *p, bool group_dead)
+{
+	if (!group_dead || !is_owner(p->group_leader))
+		return 0;
+	return owner_exited(p);
 }
 
 SEC("tp_btf/sched_process_exit")
@@ -744,4 +846,24 @@ int BPF_PROG(handle_exit_legacy, struct task_struct *p)
 	bool group_dead = BPF_CORE_READ(p, signal, live.counter) == 0;
 
 	return handle_exit_common(p, group_dead);
+}
+
+/*
+ * An exec from a thread that is not the group leader: de_thread made that
+ * thread the leader (it took the leader's PID) and released the old one,
+ * and the owner mark with it. Move the mark, if the group is an owner.
+ * Any other exec costs one comparison: old_pid is the caller's PID before
+ * the exec, which only changes in that case.
+ */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u32 tgid;
+
+	if (old_pid == p->pid)
+		return 0;
+	tgid = p->tgid;
+	if (bpf_map_lookup_elem(&owners, &tgid))
+		bpf_task_storage_get(&owner_marks, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	return 0;
 }

@@ -1,15 +1,23 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
  * Records the lock programs send to user space over the "lock_events" ring
- * buffer. This header is the one definition: build.rs compiles it into the
- * BPF object, and the Rust side uses the types libbpf-cargo generates from
- * the object's BTF (see src/events.rs). Plain fixed-width types only.
+ * buffer, and the tables they keep. This header is the one definition:
+ * build.rs compiles it into the BPF object, and the Rust side uses the
+ * types libbpf-cargo generates from the object's BTF (src/locks/kernel.rs).
+ * Plain fixed-width types only; constants are enums, which reach BTF
+ * (#defines do not).
  */
 #ifndef EGHOSTBUSTER_LOCKS_H
 #define EGHOSTBUSTER_LOCKS_H
 
-#define LOCK_PATH_MAX 4096
-#define LOCK_COMM_LEN 16
+enum lock_limits {
+	LOCK_PATH_MAX = 4096,	/* longest path recorded */
+	LOCK_COMM_LEN = 16,
+	/* a record of this size holds paths up to LOCK_PATH_SHORT bytes in
+	 * the "locks" table; longer ones go to "locks_long" */
+	LOCK_RECORD_SHORT = 256,
+	LOCK_PATH_SHORT = LOCK_RECORD_SHORT - 88,
+};
 
 /* First field of every record: which struct follows. */
 enum lock_event_kind {
@@ -18,11 +26,15 @@ enum lock_event_kind {
 	LOCK_EV_NAME_GONE = 3,	/* a tracked owner unlinked or renamed a name */
 };
 
-/* Flags in lock_created.flags. */
-#define LOCK_F_PATH_TRUNCATED 0x1	/* path deeper/longer than we walk */
-#define LOCK_F_OWNER_UNTRACKED 0x2	/* owners map full: exit not watched */
-#define LOCK_F_UNREACHABLE 0x4		/* dentry not reachable from its mount root */
-#define LOCK_F_TABLE_FULL 0x8		/* "locks" table full: not recorded */
+/* Flags in lock_created.flags and lock_record.flags. */
+enum lock_flags {
+	LOCK_F_PATH_TRUNCATED = 0x1,	/* path deeper/longer than we walk */
+	LOCK_F_OWNER_UNTRACKED = 0x2,	/* owners map full: exit not watched */
+	LOCK_F_UNREACHABLE = 0x4,	/* dentry not reachable from its mount root */
+	LOCK_F_TABLE_FULL = 0x8,	/* "locks" table full: not recorded */
+	/* set by user space in lock_record.flags */
+	LOCK_R_STALE = 0x100,		/* judged stale, kept for a live process */
+};
 
 /*
  * How a lock was taken (lock_record.kind): tells user space what the name
@@ -41,16 +53,15 @@ enum lock_kind {
 /*
  * Creations by name (link, mkdir, symlink, rename) are seen at sys_exit,
  * where the kernel has no dentry for the new name, only the user's string.
- * Their records go in the "locks" table under a pending key (dev has these
- * bits set; ino is a boot-clock timestamp) with the path built from the
- * dirfd's (or cwd's, or root's) walked path plus the user string; user
- * space resolves the name without following symlinks and re-keys the
- * record by the real device and inode.
+ * Their records go in the "locks" table under a pending key (the upper 32
+ * bits of dev are LOCK_KEY_PENDING_HI; ino is a boot-clock timestamp) with
+ * the path built from the dirfd's (or cwd's, or root's) walked path plus
+ * the user string; user space resolves the name without following
+ * symlinks and re-keys the record by the real device and inode.
  */
-#define LOCK_KEY_PENDING 0xffffffff00000000ULL
-
-/* lock_record.flags set by user space */
-#define LOCK_R_STALE 0x100	/* judged stale, kept for a live process */
+enum lock_key_bits {
+	LOCK_KEY_PENDING_HI = 0xffffffffU,
+};
 
 /*
  * Key of the "locks" table: the file's identity. The inode's generation
@@ -66,14 +77,14 @@ struct lock_key {
 };
 
 /*
- * One tracked lock, the value of the pinned "locks" table. The kernel writes
- * it at creation; user space changes the owner when a lock is handed on and
- * deletes it when tracking ends. Being in a pinned map, it outlives the
+ * One tracked lock: what the pinned tables hold. The kernel writes it at
+ * creation; user space changes the owner when a lock is handed on and
+ * deletes it when tracking ends. Being in pinned maps, it outlives the
  * agent: a restarted agent knows every lock taken before and meanwhile.
  */
-struct lock_record {
+struct lock_record_head {
 	__u32 tgid;		/* owner now */
-	__u32 flags;		/* LOCK_F_*, LOCK_R_STALE */
+	__u32 flags;		/* enum lock_flags */
 	__u64 owner_start;	/* owner's group leader start time, boot ns */
 	__u64 mnt_ns;		/* inode number of the creator's mount namespace */
 	__u64 pid_ns;		/* inode number of the creator's PID namespace */
@@ -84,10 +95,25 @@ struct lock_record {
 	char stale_comm[LOCK_COMM_LEN];
 	__u32 path_len;
 	__u32 kind;		/* enum lock_kind */
-	/* absolute, from the root of the creator's mount namespace, resolved
-	 * from the struct file itself (LOCK_K_OPEN), or a walked directory
-	 * plus the name as the caller passed it (pending keys: may hold "..",
-	 * "." or "//", normalised by user space); path_len bytes, no NUL */
+};
+
+/*
+ * The value of the "locks" table: a record sized for the common path, so
+ * that every lock creation copies LOCK_RECORD_SHORT bytes, not 4 KiB. The
+ * path is absolute, from the root of the creator's mount namespace,
+ * resolved from the struct file itself (LOCK_K_OPEN), or a walked directory
+ * plus the name as the caller passed it (pending keys: may hold "..", "."
+ * or "//", normalised by user space); path_len bytes, no NUL.
+ */
+struct lock_record {
+	struct lock_record_head h;
+	char path[LOCK_PATH_SHORT];
+};
+
+/* The value of "locks_long": the same, for paths longer than
+ * LOCK_PATH_SHORT (a key is in one table or the other). */
+struct lock_record_long {
+	struct lock_record_head h;
 	char path[LOCK_PATH_MAX];
 };
 
@@ -95,7 +121,7 @@ struct lock_record {
 struct lock_created {
 	__u32 kind;
 	__u32 tgid;
-	__u32 flags;		/* LOCK_F_* */
+	__u32 flags;		/* enum lock_flags */
 	__u32 _pad;
 	struct lock_key key;
 };

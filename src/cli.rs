@@ -260,6 +260,11 @@ impl PidFileScope {
 /// Which lock files: shared by `run` and `sweep`.
 #[derive(Debug, Clone, Args)]
 pub struct LockScope {
+    /// Find holders by walking /proc instead of with the BPF iterators
+    /// (to test and measure that path on any kernel)
+    #[arg(long, hide = true)]
+    pub force_holders_fallback: bool,
+
     /// Only files (locks, socket files, PID files) under PREFIX (repeatable;
     /// run: default the whole host; sweep: required for lock files, and
     /// socket and PID files are swept only under it)

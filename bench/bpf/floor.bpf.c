@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * The floor: empty programs on exactly the hooks the agent attaches by
- * default (creat only with --non-exclusive; keep this list in step with
+ * default (the 14 syscall exits, process exit and exec, the socket state) (creat only with --non-exclusive; keep this list in step with
  * bpf/locks.bpf.c and bpf/sockets.bpf.c). Any
  * program on a syscall tracepoint sends every syscall through the kernel's
  * slower tracing path; this measures that cost alone, which no design on
@@ -35,6 +35,12 @@ EMPTY_TP(symlinkat)
 
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(fl_exit, struct task_struct *p)
+{
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(fl_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	return 0;
 }

@@ -66,22 +66,21 @@ pub struct Context<'a> {
     pub pin_dir: Option<&'a Path>,
 }
 
-/// A class's part of the status document: its entries (a JSON array
-/// under the class's name) and a digest of what changed, so the file is
-/// rewritten when something did (ages excluded).
+/// A class's part of the status document: at most so many of its entries
+/// (a JSON array under the class's name) and how many it tracks in all
+/// (`<name>_tracked`): a file listing 50,000 locks, rewritten every few
+/// seconds, would be no status.
 pub struct Section {
     pub entries: serde_json::Value,
-    pub digest: u64,
+    pub total: usize,
 }
 
-/// A digest of what changed in a section (not of ages, which always do).
-pub fn digest<T: std::hash::Hash>(items: impl Iterator<Item = T>) -> u64 {
-    use std::hash::Hasher;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+/// Feed `items` to a status digest.
+pub fn digest<T: std::hash::Hash>(h: &mut dyn std::hash::Hasher, items: impl Iterator<Item = T>) {
+    let mut h = h;
     for i in items {
         i.hash(&mut h);
     }
-    h.finish()
 }
 
 /// The worker's side of a class. Runs on the one worker thread, which is
@@ -105,7 +104,11 @@ pub trait Duty: Send {
         None
     }
     fn on_deadline(&mut self) {}
-    fn status(&self) -> Section;
+    /// What the status file shows, hashed in place (not ages, which always
+    /// change): the file is rewritten when this changes, and every 10 s.
+    fn status_digest(&self, h: &mut dyn std::hash::Hasher);
+    /// At most `limit` entries for the status file, and the total.
+    fn status(&self, limit: usize) -> Section;
     /// SIGHUP: a new configuration, already checked by `Class::validate`.
     /// Apply what this class can change while running (scope, patterns,
     /// timeouts, ports…) and log, in one line each, what changed and what

@@ -105,9 +105,13 @@ impl Owner {
     }
 }
 
+/// Entries listed per class, at most; `<class>_tracked` says how many
+/// there are.
+pub const LIST_MAX: usize = 1000;
+
 /// The document: the header, when it was written, and one section per
-/// running class under its name.
-pub fn document(header: &Header, sections: &[(&str, Value)]) -> Value {
+/// running class under its name, with its count.
+pub fn document(header: &Header, sections: &[(&str, crate::agent::class::Section)]) -> Value {
     let mut doc = serde_json::to_value(header).unwrap_or_default();
     doc["updated_unix"] = Value::from(
         std::time::SystemTime::now()
@@ -115,8 +119,9 @@ pub fn document(header: &Header, sections: &[(&str, Value)]) -> Value {
             .map(|d| d.as_secs())
             .unwrap_or(0),
     );
-    for (name, entries) in sections {
-        doc[*name] = entries.clone();
+    for (name, section) in sections {
+        doc[*name] = section.entries.clone();
+        doc[format!("{name}_tracked")] = Value::from(section.total);
     }
     doc
 }
@@ -293,11 +298,21 @@ mod tests {
             classes: vec!["locks".into()],
             ..Header::default()
         };
-        let doc = document(&h, &[("locks", serde_json::json!([{"path": "/x.lock"}]))]);
+        let doc = document(
+            &h,
+            &[(
+                "locks",
+                crate::agent::class::Section {
+                    entries: serde_json::json!([{"path": "/x.lock"}]),
+                    total: 7,
+                },
+            )],
+        );
         write(&p, &doc).unwrap();
         let (doc, back, live) = read(&p).unwrap();
         assert_eq!(back, h);
         assert_eq!(doc["locks"][0]["path"], "/x.lock");
+        assert_eq!(doc["locks_tracked"], 7);
         // alive, but not an eghostbuster process
         assert!(!live.running);
         sleeper.kill().unwrap();

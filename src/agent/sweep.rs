@@ -41,6 +41,7 @@ pub fn sweep(args: SweepArgs) -> Result<u8> {
     for c in &classes {
         c.sweep_require(&args)?;
     }
+    crate::files::holders::init(args.scope.force_holders_fallback);
     let started = Instant::now();
     let mut failed = 0;
     let mut families = vec![metrics::build_info(&Default::default())];

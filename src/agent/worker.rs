@@ -166,15 +166,26 @@ impl Worker {
         let Some(path) = &self.out.status_file else {
             return;
         };
-        let sections: Vec<(&str, crate::agent::class::Section)> =
-            self.duties.iter().map(|(n, d)| (*n, d.status())).collect();
-        let digest = crate::agent::class::digest(sections.iter().map(|(n, s)| (n, s.digest)));
+        // what is tracked, hashed in place: nothing is built per entry
+        // unless the file is rewritten, and then only what it lists
+        let digest = {
+            use std::hash::Hasher;
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for (n, d) in &self.duties {
+                h.write(n.as_bytes());
+                d.status_digest(&mut h);
+            }
+            h.finish()
+        };
         if Some(digest) == self.status_digest && Instant::now() < self.status_due {
             return;
         }
-        let entries: Vec<(&str, serde_json::Value)> =
-            sections.into_iter().map(|(n, s)| (n, s.entries)).collect();
-        let doc = status::document(&self.out.status_header, &entries);
+        let sections: Vec<(&str, crate::agent::class::Section)> = self
+            .duties
+            .iter()
+            .map(|(n, d)| (*n, d.status(status::LIST_MAX)))
+            .collect();
+        let doc = status::document(&self.out.status_header, &sections);
         if let Err(e) = status::write(path, &doc) {
             log::warn!("writing the status file {}: {e}", path.display());
         }

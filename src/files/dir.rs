@@ -120,6 +120,23 @@ impl LockDir {
         Ok(buf)
     }
 
+    /// An O_PATH descriptor on `rel` (a name in this directory, or
+    /// `name/inner` one level down), resolved without following any
+    /// symlink, the last component included: the holder checks' probe
+    /// (files/holders.rs), which pins the inode while they run.
+    pub fn probe(&self, rel: &Path) -> io::Result<OwnedFd> {
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
+            .resolve(
+                ResolveFlag::RESOLVE_NO_SYMLINKS
+                    | ResolveFlag::RESOLVE_NO_MAGICLINKS
+                    | ResolveFlag::RESOLVE_BENEATH,
+            );
+        let fd = openat2(self.dir.as_raw_fd(), rel, how)?;
+        // SAFETY: openat2 returned a new descriptor that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
     /// A symlink's target, never followed.
     pub fn read_link(&self, name: &OsStr) -> io::Result<Vec<u8>> {
         let t = nix::fcntl::readlinkat(Some(self.dir.as_raw_fd()), name)?;

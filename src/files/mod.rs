@@ -3,11 +3,12 @@
 //! (`dir`), in the creator's mount namespace (`root`), which names a class
 //! acts on (`names`), the pure checks (`verdict`), the creator's
 //! credentials (`creator`), the processes whose exit a file waits for
-//! (`owners`), and the batch holder checks with the atomic removal
-//! (`removal`).
+//! (`owners`), who holds a file (`holders`: BPF iterators or the /proc
+//! walk), and the batch checks with the atomic removal (`removal`).
 
 pub mod creator;
 pub mod dir;
+pub mod holders;
 pub mod made;
 pub mod names;
 pub mod owners;

@@ -1,15 +1,18 @@
 //! Checks 2-4 and the atomic removal (check 6) over a batch of lock files,
-//! shared by the daemon's worker and the one-shot sweep: one /proc walk for
-//! the whole batch, rename each file aside, a second walk, then unlink or
-//! put back.
+//! shared by the daemon's worker and the one-shot sweep: one holder check
+//! for the whole batch (files/holders.rs: BPF iterators, or the /proc
+//! walk), rename each file aside, a second check, then unlink or put back.
 
-use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::files::creator::Creator;
 use crate::files::dir::{self, DirContent, LockDir};
-use crate::files::verdict::{self, Facts, Keep, PidInFile};
+use crate::files::holders::{self, Candidate, Held};
+use crate::files::verdict::{self, Facts, Keep, PidInFile, Unexplained};
 use crate::host::procfs::{self, FileId, HeldLock};
 
 /// One lock to judge: its directory (opened without symlinks, check 5),
@@ -40,27 +43,41 @@ pub enum Shape {
 }
 
 impl Target {
-    /// Every inode checks 2 and 3 look at: the lock, and its one file.
-    fn ids(&self) -> Vec<FileId> {
+    /// Every inode checks 2 and 3 look at: the lock, and its one file,
+    /// with the path of each relative to the lock's directory.
+    fn ids(&self) -> Vec<(FileId, PathBuf)> {
+        let name = PathBuf::from(self.dir.name());
         match &self.shape {
-            Shape::Dir(Some((_, id))) => vec![self.file, *id],
-            _ => vec![self.file],
+            Shape::Dir(Some((inner, id))) => {
+                vec![(self.file, name.clone()), (*id, name.join(inner))]
+            }
+            _ => vec![(self.file, name)],
         }
     }
 
-    fn blocker(
-        &self,
-        open: &std::collections::HashMap<FileId, u32>,
-        held: &[HeldLock],
-        ignore: &[u32],
-    ) -> Option<Keep> {
-        let ids = self.ids();
-        ids.iter()
-            .find_map(|id| open.get(id).map(|&p| Keep::OpenBy(p)))
-            .or_else(|| {
-                ids.iter()
-                    .find_map(|&id| locked_by(held, id, ignore).map(Keep::LockedBy))
-            })
+    /// The holder checks' probes: O_PATH descriptors on each of its inodes,
+    /// opened by name (no symlinks) and checked to be those inodes. They
+    /// stay on the same inodes when the lock is renamed aside.
+    fn probes(&self) -> Result<Vec<(FileId, OwnedFd)>, Outcome> {
+        let mut out = Vec::new();
+        for (id, rel) in self.ids() {
+            let fd = match self.dir.probe(&rel) {
+                Ok(fd) => fd,
+                Err(e) if dir::is_gone(&e) && out.is_empty() => return Err(Outcome::Gone),
+                Err(e) if dir::is_gone(&e) => return Err(Outcome::Kept(Keep::Replaced)),
+                Err(e) => {
+                    log::warn!("cannot open {rel:?} for the holder check: {e}");
+                    return Err(Outcome::Kept(Keep::Unexplained(Unexplained::CannotTell(
+                        "it could not be opened for the holder check",
+                    ))));
+                }
+            };
+            match nix::sys::stat::fstat(fd.as_raw_fd()) {
+                Ok(st) if FileId::from_stat(st.st_dev, st.st_ino) == id => out.push((id, fd)),
+                _ => return Err(Outcome::Kept(Keep::Replaced)),
+            }
+        }
+        Ok(out)
     }
 
     /// The staged lock is what was judged: same inode and, for a
@@ -86,6 +103,59 @@ impl Target {
             Shape::Dir(inner) => self.dir.remove_dir(hidden, inner.as_ref()),
         }
     }
+}
+
+/// Checks 2 and 3 (and what no process shows) for one target.
+#[derive(Debug, Default, Clone, Copy)]
+struct Blockers {
+    open_by: Option<u32>,
+    locked_by: Option<u32>,
+    unexplained: Option<Unexplained>,
+}
+
+impl Blockers {
+    /// The first reason to keep, in the order of the checks.
+    fn keep(&self) -> Option<Keep> {
+        self.open_by
+            .map(Keep::OpenBy)
+            .or(self.locked_by.map(Keep::LockedBy))
+            .or(self.unexplained.map(Keep::Unexplained))
+    }
+}
+
+/// One holder check over the targets `which` (with their probes), and one
+/// read of /proc/locks.
+fn gather(probes: &[Vec<(FileId, OwnedFd)>], which: &[usize], ignore: &[u32]) -> Vec<Blockers> {
+    let mut cands = Vec::new();
+    let mut owner = Vec::new();
+    for (k, &i) in which.iter().enumerate() {
+        for (id, fd) in &probes[i] {
+            cands.push(Candidate {
+                id: *id,
+                probe: fd.as_fd(),
+            });
+            owner.push(k);
+        }
+    }
+    let answers = holders::check(&cands, ignore);
+    let held = procfs::held_locks();
+    let mut out = vec![Blockers::default(); which.len()];
+    for ((k, c), a) in owner.iter().zip(&cands).zip(answers) {
+        let b = &mut out[*k];
+        match a {
+            Held::Free => {}
+            Held::By(p) => {
+                b.open_by.get_or_insert(p);
+            }
+            Held::Unexplained(u) => {
+                b.unexplained.get_or_insert(u);
+            }
+        }
+        if b.locked_by.is_none() {
+            b.locked_by = locked_by(&held, c.id, ignore);
+        }
+    }
+    out
 }
 
 #[derive(Debug)]
@@ -132,27 +202,39 @@ fn locked_by(held: &[HeldLock], file: FileId, ignore: &[u32]) -> Option<u32> {
         .map(|h| h.pid)
 }
 
+/// How long the first check of a batch waits for ignored processes still
+/// on their way out (holders::settle).
+const SETTLE: Duration = Duration::from_secs(1);
+
 /// Judge and remove a batch; one outcome per target, in order. Processes
 /// in `ignore` (this agent, owners known to be exiting) hold nothing.
+/// Holders are found by the backend chosen at start (files/holders.rs).
 pub fn remove_all(targets: &[Target], ignore: &[u32], dry_run: bool) -> Vec<Outcome> {
     let mut out: Vec<Option<Outcome>> = targets.iter().map(|_| None).collect();
-    let ids: HashSet<FileId> = targets.iter().flat_map(|t| t.ids()).collect();
-    let open = procfs::open_holders(&ids, ignore);
-    let held = procfs::held_locks();
-    let mut removable = Vec::new();
+    holders::settle(ignore, SETTLE);
+    let mut probes: Vec<Vec<(FileId, OwnedFd)>> = Vec::with_capacity(targets.len());
+    let mut live = Vec::new();
     for (i, t) in targets.iter().enumerate() {
-        let blocker = t.blocker(&open, &held, ignore);
+        match t.probes() {
+            Ok(p) => {
+                probes.push(p);
+                live.push(i);
+            }
+            Err(o) => {
+                probes.push(Vec::new());
+                out[i] = Some(o);
+            }
+        }
+    }
+    let first = gather(&probes, &live, ignore);
+    let mut removable = Vec::new();
+    for (&i, b) in live.iter().zip(first) {
         let facts = Facts {
             same_inode: true,
-            open_by: match blocker {
-                Some(Keep::OpenBy(p)) => Some(p),
-                _ => None,
-            },
-            locked_by: match blocker {
-                Some(Keep::LockedBy(p)) => Some(p),
-                _ => None,
-            },
-            pid: t.pid,
+            open_by: b.open_by,
+            locked_by: b.locked_by,
+            pid: targets[i].pid,
+            unexplained: b.unexplained,
         };
         match verdict::judge(&facts) {
             Ok(()) => removable.push(i),
@@ -185,12 +267,11 @@ pub fn remove_all(targets: &[Target], ignore: &[u32], dry_run: bool) -> Vec<Outc
         }
     }
     if !staged.is_empty() {
-        let ids: HashSet<FileId> = staged.iter().flat_map(|&(i, _)| targets[i].ids()).collect();
-        let open = procfs::open_holders(&ids, ignore);
-        let held = procfs::held_locks();
-        for (i, hidden) in staged {
+        let which: Vec<usize> = staged.iter().map(|&(i, _)| i).collect();
+        let again = gather(&probes, &which, ignore);
+        for ((i, hidden), b) in staged.into_iter().zip(again) {
             let t = &targets[i];
-            out[i] = Some(match t.blocker(&open, &held, ignore) {
+            out[i] = Some(match b.keep() {
                 Some(keep) => {
                     restore(t, &hidden);
                     Outcome::Kept(keep)

@@ -75,6 +75,24 @@ pub struct Facts {
     pub locked_by: Option<u32>,
     /// Check 4.
     pub pid: PidInFile,
+    /// References no process shows (files/holders.rs), or that cannot be
+    /// ruled out: unknown means keep.
+    pub unexplained: Option<Unexplained>,
+}
+
+/// Why references to a file are not accounted for by any process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unexplained {
+    /// The kernel counts this many references no process shows: a
+    /// descriptor in flight over SCM_RIGHTS, an io_uring registered file.
+    Refs(u32),
+    /// Another struct file has it open for reading or writing though no
+    /// process shows one (a write lease was refused).
+    OpenElsewhere,
+    /// A process on its way out still holds it (it may have passed it on).
+    Exiting(u32),
+    /// This check cannot rule such references out here.
+    CannotTell(&'static str),
 }
 
 /// Why a lock is kept. Carries the live process it now depends on, if any.
@@ -85,6 +103,7 @@ pub enum Keep {
     LockedBy(u32),
     PidAlive(u32),
     PidUninterpretable,
+    Unexplained(Unexplained),
 }
 
 impl Keep {
@@ -110,6 +129,21 @@ impl fmt::Display for Keep {
             Keep::PidUninterpretable => {
                 write!(f, "its PID cannot be read in the creator's PID namespace")
             }
+            Keep::Unexplained(Unexplained::Refs(n)) => write!(
+                f,
+                "referenced by something no process has open: a descriptor in flight? ({n} unexplained reference{})",
+                if n == 1 { "" } else { "s" }
+            ),
+            Keep::Unexplained(Unexplained::OpenElsewhere) => write!(
+                f,
+                "open by something no process shows (a write lease was refused): a descriptor in flight?"
+            ),
+            Keep::Unexplained(Unexplained::Exiting(p)) => {
+                write!(f, "pid {p}, on its way out, still holds it")
+            }
+            Keep::Unexplained(Unexplained::CannotTell(why)) => {
+                write!(f, "a descriptor in flight cannot be ruled out ({why})")
+            }
         }
     }
 }
@@ -126,9 +160,13 @@ pub fn judge(f: &Facts) -> Result<(), Keep> {
         return Err(Keep::LockedBy(p));
     }
     match f.pid {
-        PidInFile::Alive(p) => Err(Keep::PidAlive(p)),
-        PidInFile::Uninterpretable => Err(Keep::PidUninterpretable),
-        PidInFile::NoPid | PidInFile::Dead(_) | PidInFile::Reused(_) => Ok(()),
+        PidInFile::Alive(p) => return Err(Keep::PidAlive(p)),
+        PidInFile::Uninterpretable => return Err(Keep::PidUninterpretable),
+        PidInFile::NoPid | PidInFile::Dead(_) | PidInFile::Reused(_) => {}
+    }
+    match f.unexplained {
+        Some(u) => Err(Keep::Unexplained(u)),
+        None => Ok(()),
     }
 }
 
@@ -394,6 +432,7 @@ mod tests {
             open_by: None,
             locked_by: None,
             pid: PidInFile::NoPid,
+            unexplained: None,
         }
     }
 
@@ -433,6 +472,7 @@ mod tests {
             open_by: Some(1),
             locked_by: Some(2),
             pid: PidInFile::Alive(3),
+            unexplained: Some(Unexplained::Refs(1)),
         };
         assert_eq!(judge(&all_bad), Err(Keep::Replaced));
         assert_eq!(
@@ -450,6 +490,30 @@ mod tests {
             }),
             Err(Keep::LockedBy(2))
         );
+        // a live PID moves ownership on; only a dead one leaves the
+        // unexplained references to keep it
+        assert_eq!(
+            judge(&Facts {
+                same_inode: true,
+                open_by: None,
+                locked_by: None,
+                ..all_bad.clone()
+            }),
+            Err(Keep::PidAlive(3))
+        );
+        assert_eq!(
+            judge(&Facts {
+                same_inode: true,
+                open_by: None,
+                locked_by: None,
+                pid: PidInFile::Dead(3),
+                ..all_bad
+            }),
+            Err(Keep::Unexplained(Unexplained::Refs(1)))
+        );
+        assert!(Keep::Unexplained(Unexplained::Refs(1))
+            .to_string()
+            .contains("a descriptor in flight?"));
     }
 
     #[test]

@@ -11,5 +11,7 @@ unsafe impl plain::Plain for types::lock_exit {}
 unsafe impl plain::Plain for types::lock_name_gone {}
 unsafe impl plain::Plain for types::lock_key {}
 unsafe impl plain::Plain for types::lock_record {}
+unsafe impl plain::Plain for types::lock_record_head {}
+unsafe impl plain::Plain for types::lock_record_long {}
 unsafe impl plain::Plain for types::lock_counters {}
 unsafe impl plain::Plain for types::bss {}

@@ -9,9 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use libbpf_rs::{MapHandle, OpenObject};
 
-use crate::agent::class::{
-    digest, Class, Context, Duty, Event, Events, Section, Started, SweepSummary,
-};
+use crate::agent::class::{Class, Context, Duty, Event, Events, Section, Started, SweepSummary};
 use crate::agent::metrics::Collect;
 use crate::cli::{RunArgs, SweepArgs, Usage};
 use crate::host::escape::Esc;
@@ -85,16 +83,15 @@ impl Duty for LockDuty {
         }
     }
 
-    fn status(&self) -> Section {
-        let locks = self.work.status();
-        let digest = digest(
-            locks
-                .iter()
-                .map(|l| (l.path.to_string(), l.owner_pid, l.owner_alive, &l.state)),
-        );
+    fn status_digest(&self, h: &mut dyn std::hash::Hasher) {
+        self.work.status_digest(h);
+    }
+
+    fn status(&self, limit: usize) -> Section {
+        let (locks, total) = self.work.status(limit);
         Section {
             entries: serde_json::to_value(&locks).unwrap_or_default(),
-            digest,
+            total,
         }
     }
 }

@@ -1,21 +1,26 @@
-//! Ring-buffer samples decoded into plain Rust values. Pure: bytes in,
-//! events out, so the decoding is unit-tested without BPF.
+//! The lock programs' kernel contract on the Rust side: ring-buffer
+//! samples and table records decoded into plain Rust values. Every
+//! constant comes from bpf/locks.h through the generated types; nothing is
+//! copied by hand. Pure: bytes in, values out, unit-tested without BPF.
 
 use std::path::PathBuf;
 
 use crate::host::procfs::FileId;
 use crate::locks::bpf::types::{
-    lock_created, lock_event_kind, lock_exit, lock_key, lock_name_gone, lock_record,
+    lock_created, lock_event_kind, lock_exit, lock_flags, lock_key, lock_key_bits, lock_kind,
+    lock_limits, lock_name_gone, lock_record, lock_record_head, lock_record_long,
 };
 use crate::locks::patterns::path_from_bytes;
 
-/// Flags in `lock_created.flags` (bpf/locks.h LOCK_F_*).
-pub const LOCK_F_PATH_TRUNCATED: u32 = 0x1;
-pub const LOCK_F_OWNER_UNTRACKED: u32 = 0x2;
-pub const LOCK_F_UNREACHABLE: u32 = 0x4;
-pub const LOCK_F_TABLE_FULL: u32 = 0x8;
+/// Flags in `lock_created.flags` and `lock_record.flags` (enum lock_flags).
+pub const LOCK_F_PATH_TRUNCATED: u32 = lock_flags::LOCK_F_PATH_TRUNCATED.0;
+pub const LOCK_F_OWNER_UNTRACKED: u32 = lock_flags::LOCK_F_OWNER_UNTRACKED.0;
+pub const LOCK_F_UNREACHABLE: u32 = lock_flags::LOCK_F_UNREACHABLE.0;
+pub const LOCK_F_TABLE_FULL: u32 = lock_flags::LOCK_F_TABLE_FULL.0;
 /// Set by user space in `lock_record.flags`.
-pub const LOCK_R_STALE: u32 = 0x100;
+pub const LOCK_R_STALE: u32 = lock_flags::LOCK_R_STALE.0;
+/// Longest path the "locks" table holds; longer ones are in "locks_long".
+pub const LOCK_PATH_SHORT: usize = lock_limits::LOCK_PATH_SHORT.0 as usize;
 
 /// How a lock was taken (bpf/locks.h `enum lock_kind`): what the name is,
 /// and so how it is judged and removed.
@@ -35,27 +40,34 @@ pub enum LockKind {
     Moved,
 }
 
-impl LockKind {
-    pub fn from_raw(v: u32) -> Self {
-        match v {
-            1 => LockKind::Link,
-            2 => LockKind::Mkdir,
-            3 => LockKind::Symlink,
-            4 => LockKind::Rename,
-            5 => LockKind::Moved,
-            _ => LockKind::Open,
-        }
-    }
+/// A kind the kernel side does not define: an error, never a guess.
+impl TryFrom<u32> for LockKind {
+    type Error = String;
 
+    fn try_from(v: u32) -> Result<Self, String> {
+        Ok(match lock_kind(v) {
+            lock_kind::LOCK_K_OPEN => LockKind::Open,
+            lock_kind::LOCK_K_LINK => LockKind::Link,
+            lock_kind::LOCK_K_MKDIR => LockKind::Mkdir,
+            lock_kind::LOCK_K_SYMLINK => LockKind::Symlink,
+            lock_kind::LOCK_K_RENAME => LockKind::Rename,
+            lock_kind::LOCK_K_MOVED => LockKind::Moved,
+            _ => return Err(format!("unknown lock kind {v}")),
+        })
+    }
+}
+
+impl LockKind {
     pub fn raw(self) -> u32 {
         match self {
-            LockKind::Open => 0,
-            LockKind::Link => 1,
-            LockKind::Mkdir => 2,
-            LockKind::Symlink => 3,
-            LockKind::Rename => 4,
-            LockKind::Moved => 5,
+            LockKind::Open => lock_kind::LOCK_K_OPEN,
+            LockKind::Link => lock_kind::LOCK_K_LINK,
+            LockKind::Mkdir => lock_kind::LOCK_K_MKDIR,
+            LockKind::Symlink => lock_kind::LOCK_K_SYMLINK,
+            LockKind::Rename => lock_kind::LOCK_K_RENAME,
+            LockKind::Moved => lock_kind::LOCK_K_MOVED,
         }
+        .0
     }
 
     /// What the name must be for the lock to still be this lock.
@@ -68,9 +80,10 @@ impl LockKind {
     }
 }
 
-/// Pending keys (bpf/locks.h LOCK_KEY_PENDING): a record made from a
-/// name, not yet resolved to its device and inode.
-pub const LOCK_KEY_PENDING: u64 = 0xffff_ffff_0000_0000;
+/// Pending keys (bpf/locks.h LOCK_KEY_PENDING_HI in the upper half of
+/// dev): a record made from a name, not yet resolved to its device and
+/// inode.
+pub const LOCK_KEY_PENDING: u64 = (lock_key_bits::LOCK_KEY_PENDING_HI.0 as u64) << 32;
 
 /// A file's identity as the kernel keys the "locks" table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -157,53 +170,75 @@ fn comm_bytes(s: &str) -> [i8; 16] {
 }
 
 impl Record {
+    /// From a "locks" (short) or "locks_long" value: the head, then
+    /// `path_len` bytes of path.
     pub fn decode(data: &[u8]) -> Result<Self, String> {
-        let r: Box<lock_record> = read_boxed(data)?;
-        let len = (r.path_len as usize).min(r.path.len());
-        let path: Vec<u8> = r.path[..len].iter().map(|&c| c as u8).collect();
+        let h: lock_record_head = read(data)?;
+        let off = std::mem::size_of::<lock_record_head>();
+        let path = data
+            .get(off..off + h.path_len as usize)
+            .ok_or_else(|| format!("record path of {} bytes cut short", h.path_len))?;
         Ok(Record {
-            tgid: r.tgid,
-            flags: r.flags & !LOCK_R_STALE,
-            owner_start: r.owner_start,
-            mnt_ns: r.mnt_ns,
-            pid_ns: r.pid_ns,
-            open_flags: r.open_flags,
-            kind: LockKind::from_raw(r.kind),
-            comm: comm_str(&r.comm),
-            stale: (r.flags & LOCK_R_STALE != 0)
-                .then(|| (r.stale_pid, r.stale_status, comm_str(&r.stale_comm))),
-            path: path_from_bytes(&path),
+            tgid: h.tgid,
+            flags: h.flags & !LOCK_R_STALE,
+            owner_start: h.owner_start,
+            mnt_ns: h.mnt_ns,
+            pid_ns: h.pid_ns,
+            open_flags: h.open_flags,
+            kind: LockKind::try_from(h.kind)?,
+            comm: comm_str(&h.comm),
+            stale: (h.flags & LOCK_R_STALE != 0)
+                .then(|| (h.stale_pid, h.stale_status, comm_str(&h.stale_comm))),
+            path: path_from_bytes(path),
         })
     }
 
+    /// Does it go in "locks_long"?
+    pub fn is_long(&self) -> bool {
+        self.path.as_os_str().len() > LOCK_PATH_SHORT
+    }
+
+    /// The value for its table: "locks" when the path fits, else
+    /// "locks_long" (paths longer than that are cut, as the kernel does).
     pub fn encode(&self) -> Vec<u8> {
-        let mut r: Box<lock_record> = Box::default();
-        r.tgid = self.tgid;
-        r.flags = (self.flags & !LOCK_R_STALE)
-            | if self.stale.is_some() {
-                LOCK_R_STALE
-            } else {
-                0
-            };
-        r.owner_start = self.owner_start;
-        r.mnt_ns = self.mnt_ns;
-        r.pid_ns = self.pid_ns;
-        r.open_flags = self.open_flags;
-        r.kind = self.kind.raw();
-        r.comm = comm_bytes(&self.comm);
+        let mut h = lock_record_head {
+            tgid: self.tgid,
+            flags: (self.flags & !LOCK_R_STALE)
+                | if self.stale.is_some() {
+                    LOCK_R_STALE
+                } else {
+                    0
+                },
+            owner_start: self.owner_start,
+            mnt_ns: self.mnt_ns,
+            pid_ns: self.pid_ns,
+            open_flags: self.open_flags,
+            kind: self.kind.raw(),
+            comm: comm_bytes(&self.comm),
+            ..Default::default()
+        };
         if let Some((pid, status, comm)) = &self.stale {
-            r.stale_pid = *pid;
-            r.stale_status = *status;
-            r.stale_comm = comm_bytes(comm);
+            h.stale_pid = *pid;
+            h.stale_status = *status;
+            h.stale_comm = comm_bytes(comm);
         }
+        let (size, cap) = if self.is_long() {
+            (
+                std::mem::size_of::<lock_record_long>(),
+                lock_limits::LOCK_PATH_MAX.0 as usize - 1,
+            )
+        } else {
+            (std::mem::size_of::<lock_record>(), LOCK_PATH_SHORT)
+        };
         let path = self.path.as_os_str().as_encoded_bytes();
-        let len = path.len().min(r.path.len() - 1);
-        for (d, &b) in r.path.iter_mut().zip(&path[..len]) {
-            *d = b as i8;
-        }
-        r.path_len = len as u32;
-        // SAFETY: lock_record is plain integers and byte arrays.
-        unsafe { plain::as_bytes(&*r) }.to_vec()
+        let len = path.len().min(cap);
+        h.path_len = len as u32;
+        let mut out = Vec::with_capacity(size);
+        // SAFETY: lock_record_head is plain integers and byte arrays.
+        out.extend_from_slice(unsafe { plain::as_bytes(&h) });
+        out.extend_from_slice(&path[..len]);
+        out.resize(size, 0);
+        out
     }
 }
 
@@ -259,14 +294,6 @@ fn read<T: plain::Plain + Default>(data: &[u8]) -> Result<T, String> {
     let mut v = T::default();
     plain::copy_from_bytes(&mut v, data)
         .map_err(|_| format!("short sample: {} bytes", data.len()))?;
-    Ok(v)
-}
-
-/// For the 4 KiB record: on the heap.
-fn read_boxed<T: plain::Plain + Default>(data: &[u8]) -> Result<Box<T>, String> {
-    let mut v: Box<T> = Box::default();
-    plain::copy_from_bytes(&mut *v, data)
-        .map_err(|_| format!("short record: {} bytes", data.len()))?;
     Ok(v)
 }
 
@@ -358,10 +385,38 @@ mod tests {
         };
         let bytes = r.encode();
         assert_eq!(bytes.len(), std::mem::size_of::<lock_record>());
+        assert_eq!(bytes.len(), lock_limits::LOCK_RECORD_SHORT.0 as usize);
         assert_eq!(Record::decode(&bytes), Ok(r.clone()));
-        let fresh = Record { stale: None, ..r };
-        assert_eq!(Record::decode(&fresh.encode()), Ok(fresh));
-        assert!(Record::decode(&bytes[..100]).is_err());
+        let fresh = Record {
+            stale: None,
+            ..r.clone()
+        };
+        assert_eq!(Record::decode(&fresh.encode()), Ok(fresh.clone()));
+        assert!(Record::decode(&bytes[..60]).is_err());
+        assert!(Record::decode(&bytes[..100]).is_err()); // path cut short
+
+        // a path that does not fit goes to the long table, whole
+        let deep = Record {
+            path: PathBuf::from(format!("/{}/x.lock", "d".repeat(LOCK_PATH_SHORT))),
+            ..fresh.clone()
+        };
+        assert!(deep.is_long() && !fresh.is_long());
+        let bytes = deep.encode();
+        assert_eq!(bytes.len(), std::mem::size_of::<lock_record_long>());
+        assert_eq!(Record::decode(&bytes), Ok(deep));
+        // the longest that fits the short one
+        let edge = Record {
+            path: PathBuf::from(format!("/{}", "e".repeat(LOCK_PATH_SHORT - 1))),
+            ..fresh
+        };
+        assert!(!edge.is_long());
+        assert_eq!(Record::decode(&edge.encode()), Ok(edge));
+
+        // a kind the header does not define is refused, not taken for Open
+        let mut bytes = r.encode();
+        let kind_at = std::mem::offset_of!(lock_record_head, kind);
+        bytes[kind_at..kind_at + 4].copy_from_slice(&77u32.to_ne_bytes());
+        assert!(Record::decode(&bytes).is_err());
     }
 
     #[test]
@@ -376,8 +431,10 @@ mod tests {
             (LockKind::Moved, lock_kind::LOCK_K_MOVED),
         ] {
             assert_eq!(k.raw(), c.0);
-            assert_eq!(LockKind::from_raw(c.0), k);
+            assert_eq!(LockKind::try_from(c.0), Ok(k));
         }
+        assert!(LockKind::try_from(6).is_err());
+        assert!(LockKind::try_from(u32::MAX).is_err());
         let k = LockKey::of(FileId {
             major: 259,
             minor: 3,

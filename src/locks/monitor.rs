@@ -5,6 +5,7 @@
 //! tracking goes on while the agent is stopped or being upgraded.
 
 use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -46,7 +47,14 @@ pub struct LockMonitor<'obj> {
 }
 
 /// Maps pinned in the pin directory, by their names there.
-const PINNED_MAPS: [&str; 4] = ["locks", "exited", "owners", "lock_events"];
+const PINNED_MAPS: [&str; 6] = [
+    "locks",
+    "locks_long",
+    "exited",
+    "owners",
+    "owner_marks",
+    "lock_events",
+];
 /// Prefix of the lock programs' pinned links.
 const LINK_PREFIX: &str = "link_";
 
@@ -71,6 +79,7 @@ pub fn load<'obj>(
         .as_deref_mut()
         .context("lock BPF object has no .rodata")?;
     ro.non_exclusive = cfg.non_exclusive;
+    ro.wake_backlog = cfg.ring_buffer_size as u64 / 4;
     match &cfg.names {
         None => ro.any_name = true,
         Some(f) => {
@@ -103,6 +112,10 @@ pub fn load<'obj>(
     m.locks
         .set_max_entries(cfg.max_locks)
         .context("sizing the locks map")?;
+    // paths longer than LOCK_PATH_SHORT bytes are rare
+    m.locks_long
+        .set_max_entries((cfg.max_locks / 16).max(256))
+        .context("sizing the locks_long map")?;
     m.lock_events
         .set_max_entries(cfg.ring_buffer_size)
         .context("sizing the lock ring buffer")?;
@@ -110,8 +123,10 @@ pub fn load<'obj>(
         // libbpf reuses a compatible pinned map, or creates and pins one
         for (name, map) in PINNED_MAPS.iter().zip([
             &mut m.locks,
+            &mut m.locks_long,
             &mut m.exited,
             &mut m.owners,
+            &mut m.owner_marks,
             &mut m.lock_events,
         ]) {
             map.set_pin_path(dir.join(name))
@@ -186,7 +201,10 @@ pub fn load<'obj>(
 /// The kernel's tables, by map handles the worker thread owns.
 pub struct LockMaps {
     pub owners: MapHandle,
+    pub owner_marks: MapHandle,
+    /// Records with paths up to LOCK_PATH_SHORT bytes, and the longer ones.
     pub locks: MapHandle,
+    pub locks_long: MapHandle,
     pub exited: MapHandle,
     pub bss: MapHandle,
 }
@@ -196,37 +214,74 @@ impl LockMaps {
         let m = &skel.maps;
         Ok(Self {
             owners: MapHandle::try_from(&m.owners).context("owners map")?,
+            owner_marks: MapHandle::try_from(&m.owner_marks).context("owner_marks map")?,
             locks: MapHandle::try_from(&m.locks).context("locks map")?,
+            locks_long: MapHandle::try_from(&m.locks_long).context("locks_long map")?,
             exited: MapHandle::try_from(&m.exited).context("exited map")?,
             bss: MapHandle::try_from(&m.bss).context(".bss map")?,
         })
+    }
+
+    fn decode(key: LockKey, bytes: &[u8]) -> Option<Record> {
+        match Record::decode(bytes) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                log::warn!("ignoring the kernel's record of {key:?}: {e}");
+                None
+            }
+        }
     }
 }
 
 impl LockKernel for LockMaps {
     fn record(&self, key: LockKey) -> Option<Record> {
-        let bytes = self.locks.lookup(&key.to_bytes(), MapFlags::ANY).ok()??;
-        Record::decode(&bytes).ok()
+        let k = key.to_bytes();
+        let bytes = match self.locks.lookup(&k, MapFlags::ANY).ok()? {
+            Some(b) => b,
+            None => self.locks_long.lookup(&k, MapFlags::ANY).ok()??,
+        };
+        Self::decode(key, &bytes)
     }
 
     fn store(&self, key: LockKey, rec: &Record) -> bool {
-        self.locks
-            .update(&key.to_bytes(), &rec.encode(), MapFlags::ANY)
-            .is_ok()
+        let k = key.to_bytes();
+        let (to, other) = if rec.is_long() {
+            (&self.locks_long, &self.locks)
+        } else {
+            (&self.locks, &self.locks_long)
+        };
+        let ok = to.update(&k, &rec.encode(), MapFlags::ANY).is_ok();
+        if ok {
+            let _ = other.delete(&k);
+        }
+        ok
     }
 
     fn forget(&self, key: LockKey) {
-        let _ = self.locks.delete(&key.to_bytes());
+        let k = key.to_bytes();
+        if self.locks.delete(&k).is_err() {
+            let _ = self.locks_long.delete(&k);
+        }
     }
 
     fn records(&self) -> Vec<(LockKey, Record)> {
-        self.locks
-            .keys()
-            .filter_map(|k| {
-                let key = LockKey::from_bytes(&k).ok()?;
-                Some((key, self.record(key)?))
-            })
-            .collect()
+        let mut out = Vec::new();
+        for map in [&self.locks, &self.locks_long] {
+            for k in map.keys() {
+                let Ok(key) = LockKey::from_bytes(&k) else {
+                    continue;
+                };
+                if let Some(rec) = map
+                    .lookup(&k, MapFlags::ANY)
+                    .ok()
+                    .flatten()
+                    .and_then(|b| Self::decode(key, &b))
+                {
+                    out.push((key, rec));
+                }
+            }
+        }
+        out
     }
 
     fn pending_exits(&self) -> Vec<Exit> {
@@ -243,16 +298,46 @@ impl LockKernel for LockMaps {
         let _ = self.exited.delete(&tgid.to_ne_bytes());
     }
 
+    /// Both views of the owner set (bpf/locks.bpf.c): the hash by tgid,
+    /// and the mark on the group leader, set through a pidfd. A process
+    /// already gone cannot be marked; its end is found by the owner polling.
     fn watch(&self, pid: u32) -> bool {
-        self.owners
+        let listed = self
+            .owners
             .update(&pid.to_ne_bytes(), &1u64.to_ne_bytes(), MapFlags::ANY)
-            .is_ok()
+            .is_ok();
+        // SAFETY: pidfd_open takes a pid and flags, returns a new fd.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0u32) };
+        if fd < 0 {
+            return listed;
+        }
+        // SAFETY: a fresh descriptor from pidfd_open.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let marked = self
+            .owner_marks
+            .update(
+                &fd.as_raw_fd().to_ne_bytes(),
+                &1u32.to_ne_bytes(),
+                MapFlags::ANY,
+            )
+            .is_ok();
+        listed && marked
     }
 
+    /// The kernel's counters, through the generated type of the whole
+    /// .bss section (its layout is the compiler's, not ours to assume).
     fn counters(&self) -> Option<(u64, u64, u64)> {
         let bytes = self.bss.lookup(&0u32.to_ne_bytes(), MapFlags::ANY).ok()??;
-        let mut c = crate::locks::bpf::types::lock_counters::default();
-        plain::copy_from_bytes(&mut c, &bytes).ok()?;
+        // SAFETY: bss is plain integers and byte arrays (locks/bpf.rs):
+        // all zeroes is a valid value.
+        let mut bss: crate::locks::bpf::types::bss = unsafe { std::mem::zeroed() };
+        // the map's value is the section's size, the generated type's may
+        // be padded up to its alignment: copy what there is
+        let mut raw = vec![0u8; std::mem::size_of_val(&bss)];
+        let n = bytes.len().min(raw.len());
+        raw[..n].copy_from_slice(&bytes[..n]);
+        plain::copy_from_bytes(&mut bss, &raw).ok()?;
+        let c = bss.counters;
         Some((c.ringbuf_drops, c.owners_full, c.table_full))
     }
 }

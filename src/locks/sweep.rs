@@ -187,7 +187,7 @@ pub fn human(d: Duration) -> String {
     }
 }
 
-/// Sweep the lock files of `paths`. Actions go to `out`, failures to `err`.
+/// Sweep the lock files of `paths`. Actions go to `out`, failures to `err`;
 pub fn sweep_locks(
     matcher: &LockMatcher,
     paths: &[PathBuf],

@@ -5,7 +5,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
+use crate::host::escape::Esc;
 use crate::host::procfs::{self, FileId};
 use crate::locks::kernel::{LockKernel, LockKey, Record};
 use crate::locks::patterns::Match;
@@ -39,6 +41,9 @@ pub struct Table<K: LockKernel> {
     by_owner: HashMap<u32, HashSet<LockKey>>,
     /// The newest tracked lock on each file (device + inode number).
     by_file: HashMap<FileId, LockKey>,
+    /// Locks kept for references no process shows (a descriptor in
+    /// flight): when to look again, and the wait after that.
+    rechecks: HashMap<LockKey, (Instant, Duration)>,
 }
 
 impl<K: LockKernel> Table<K> {
@@ -48,6 +53,33 @@ impl<K: LockKernel> Table<K> {
             locks: HashMap::new(),
             by_owner: HashMap::new(),
             by_file: HashMap::new(),
+            rechecks: HashMap::new(),
+        }
+    }
+
+    /// May the lock be judged again now? (Always, unless it waits for a
+    /// recheck of an unexplained reference.)
+    pub fn recheck_due(&self, key: &LockKey, now: Instant) -> bool {
+        self.rechecks.get(key).is_none_or(|&(at, _)| at <= now)
+    }
+
+    /// The wait before the last recheck, if it is waiting for one.
+    pub fn recheck_wait(&self, key: &LockKey) -> Option<Duration> {
+        self.rechecks.get(key).map(|&(_, w)| w)
+    }
+
+    pub fn recheck_at(&mut self, key: LockKey, at: Instant, wait: Duration) {
+        self.rechecks.insert(key, (at, wait));
+    }
+
+    /// Judged stale, and kept: why, in the kernel's record too.
+    pub fn mark_stale(&mut self, key: LockKey, stale: (u32, u32, String)) {
+        if let Some(l) = self.locks.get_mut(&key) {
+            l.rec.stale = Some(stale);
+            let rec = l.rec.clone();
+            if !self.kernel.store(key, &rec) {
+                log::warn!("could not update the record of {}", Esc::path(&rec.path));
+            }
         }
     }
 
@@ -122,6 +154,7 @@ impl<K: LockKernel> Table<K> {
 
     /// Forget a lock here only (the kernel record stays).
     fn drop_entry(&mut self, key: &LockKey) {
+        self.rechecks.remove(key);
         if self.by_file.get(&key.file()) == Some(key) {
             self.by_file.remove(&key.file());
         }

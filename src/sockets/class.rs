@@ -9,9 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 use libbpf_rs::{MapHandle, OpenObject};
 
-use crate::agent::class::{
-    digest, Class, Context, Duty, Event, Events, Section, Started, SweepSummary,
-};
+use crate::agent::class::{Class, Context, Duty, Event, Events, Section, Started, SweepSummary};
 use crate::agent::metrics::Collect;
 use crate::cli::{RunArgs, SweepArgs, Usage};
 use crate::sockets::metrics::SockMetrics;
@@ -52,11 +50,16 @@ impl Duty for SockDuty {
         self.work.on_deadline();
     }
 
-    fn status(&self) -> Section {
-        let socks = self.work.status();
+    fn status_digest(&self, h: &mut dyn std::hash::Hasher) {
+        let mut h = h;
+        self.work.status_digest(&mut h);
+    }
+
+    fn status(&self, limit: usize) -> Section {
+        let (socks, total) = self.work.status(limit);
         Section {
-            digest: digest(socks.iter().map(|s| s.cookie)),
             entries: serde_json::to_value(&socks).unwrap_or_default(),
+            total,
         }
     }
 

@@ -201,11 +201,26 @@ impl SockWork {
         self.metrics.tracked.store(self.sched.len() as u64, Relaxed);
     }
 
-    pub fn status(&self) -> Vec<SockStatus> {
+    /// What the status file shows changed? Hashed in place.
+    pub fn status_digest(&self, h: &mut impl std::hash::Hasher) {
+        use std::hash::Hash;
+        self.sched.len().hash(h);
+        for (cookie, _, _) in self.sched.entries() {
+            cookie.hash(h);
+        }
+    }
+
+    /// At most `limit` tracked sockets for the status file (by cookie),
+    /// and how many there are.
+    pub fn status(&self, limit: usize) -> (Vec<SockStatus>, usize) {
         let now = Instant::now();
-        let mut v: Vec<SockStatus> = self
-            .sched
-            .entries()
+        let mut all: Vec<(u64, u64, Instant)> = self.sched.entries().collect();
+        if all.len() > limit && limit > 0 {
+            all.select_nth_unstable_by_key(limit - 1, |e| e.0);
+        }
+        all.truncate(limit);
+        let mut v: Vec<SockStatus> = all
+            .into_iter()
             .map(|(cookie, netns, at)| {
                 let (ends, first) = self.seen.get(&cookie).cloned().unwrap_or((None, now));
                 SockStatus {
@@ -220,7 +235,7 @@ impl SockWork {
             })
             .collect();
         v.sort_by_key(|s| s.cookie);
-        v
+        (v, self.sched.len())
     }
 
     fn handle(&mut self, recs: Vec<Reaped>) {

@@ -55,15 +55,23 @@ impl Duty for UxsDuty {
         self.work.tick();
     }
 
-    fn status(&self) -> Section {
+    fn status_digest(&self, h: &mut dyn std::hash::Hasher) {
         let files = self.work.status();
+        digest(
+            h,
+            files
+                .iter()
+                .map(|f| (&f.path, f.owner_pid, f.owner_alive, &f.state)),
+        );
+    }
+
+    fn status(&self, limit: usize) -> Section {
+        let mut files = self.work.status();
+        let total = files.len();
+        files.truncate(limit);
         Section {
-            digest: digest(
-                files
-                    .iter()
-                    .map(|f| (&f.path, f.owner_pid, f.owner_alive, &f.state)),
-            ),
             entries: serde_json::to_value(&files).unwrap_or_default(),
+            total,
         }
     }
 

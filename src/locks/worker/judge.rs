@@ -3,6 +3,7 @@
 //! handed on or left, each with its one log line.
 
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
 
 use crate::files::removal::{self, Outcome, Target};
 use crate::files::verdict::{ExitKind, Keep, PidInFile};
@@ -14,7 +15,7 @@ use crate::locks::kernel::{LockKernel, LockKey};
 use crate::locks::metrics::KeptReason;
 use crate::locks::table::Tracked;
 
-use super::{Candidate, LockWork, Work, MAX_ROUNDS};
+use super::{Candidate, LockWork, Work, CHUNK, MAX_ROUNDS};
 
 impl<K: LockKernel> LockWork<K> {
     pub(super) fn evaluate(&mut self, mut work: Vec<Work>) {
@@ -39,12 +40,30 @@ impl<K: LockKernel> LockWork<K> {
     }
 
     /// One pass over a batch: per-lock facts and decisions, then the shared
-    /// batch removal. Returns work for owners that died while being handed
-    /// a lock.
-    fn evaluate_round(&mut self, work: Vec<Work>) -> Vec<Work> {
+    /// batch removal, at most CHUNK locks at a time (each keeps descriptors
+    /// open from its checks to its removal, and one owner's 50,000 locks
+    /// would exhaust the 1,024 a service is given). Returns work for
+    /// owners that died while being handed a lock.
+    fn evaluate_round(&mut self, mut work: Vec<Work>) -> Vec<Work> {
+        // every dying owner of the round holds nothing, whichever chunk
+        // its locks are judged in
+        let mut ignore = vec![self.own_pid];
+        ignore.extend(work.iter().map(|w| w.cause.pid()));
+        ignore.sort_unstable();
+        ignore.dedup();
+        let mut next = Vec::new();
+        while !work.is_empty() {
+            let rest = work.split_off(work.len().min(CHUNK));
+            next.extend(self.evaluate_chunk(work, &ignore));
+            work = rest;
+        }
+        next.append(&mut self.deferred);
+        next
+    }
+
+    fn evaluate_chunk(&mut self, work: Vec<Work>, ignore: &[u32]) -> Vec<Work> {
         let mut next = Vec::new();
         let mut cands = Vec::new();
-        let mut ignore = vec![self.own_pid];
         for w in work {
             let Some(lock) = self.table.get(&w.key).cloned() else {
                 continue;
@@ -52,17 +71,15 @@ impl<K: LockKernel> LockWork<K> {
             if lock.owner() != w.owner {
                 continue;
             }
-            ignore.push(w.cause.pid());
             if let Some(c) = self.prepare(lock, &w.cause) {
                 cands.push(c);
             }
         }
-        next.append(&mut self.deferred);
         if cands.is_empty() {
             return next;
         }
         let targets: Vec<Target> = cands.iter_mut().filter_map(|c| c.target.take()).collect();
-        let outcomes = removal::remove_all(&targets, &ignore, self.cfg.dry_run);
+        let outcomes = removal::remove_all(&targets, ignore, self.cfg.dry_run);
         for (c, outcome) in cands.into_iter().zip(outcomes) {
             let path = Esc::path(&c.lock.rec.path);
             let place = &c.place;
@@ -272,9 +289,12 @@ impl<K: LockKernel> LockWork<K> {
             Keep::LockedBy(_) => KeptReason::Locked,
             Keep::PidAlive(_) => KeptReason::PidAlive,
             Keep::PidUninterpretable => KeptReason::PidForeign,
-            Keep::Replaced => KeptReason::Other,
+            Keep::Replaced | Keep::Unexplained(_) => KeptReason::Other,
         };
         self.metrics.kept(reason);
+        if let Keep::Unexplained(_) = keep {
+            return self.recheck_later(c, keep);
+        }
         let (opid, status, ocomm) = &c.stale;
         let owner_exit = ExitKind::from_wait_status(*status).to_string();
         let Some(pid) = keep.new_owner() else {
@@ -315,6 +335,36 @@ impl<K: LockKernel> LockWork<K> {
                 cause: Cause::Gone { pid: tgid },
             });
         }
+    }
+
+    /// Referenced by something no process shows (a descriptor in flight):
+    /// it stays tracked, stale, under its dead owner, and is judged again
+    /// when the owner polling finds that owner gone, backing off to a
+    /// minute. The descriptor ends up in a process (then its owner) or
+    /// closed.
+    fn recheck_later(&mut self, c: &Candidate, keep: Keep) {
+        let key = c.lock.key;
+        let path = Esc::path(&c.lock.rec.path);
+        let wait = match self.table.recheck_wait(&key) {
+            Some(w) => {
+                log::debug!("kept {path} again: {keep}");
+                (w * 2).min(Duration::from_secs(60))
+            }
+            None => {
+                let (opid, status, ocomm) = &c.stale;
+                let owner_exit = ExitKind::from_wait_status(*status).to_string();
+                log::info!(
+                    event = "kept", reason = "unexplained", path = Field::path(&c.lock.rec.path),
+                    pid = *opid, comm = Field::str(ocomm), owner_exit = owner_exit.as_str();
+                    "kept {path}: {keep}; {}; checked again until explained",
+                    c.reason
+                );
+                self.decided();
+                Duration::from_secs(1)
+            }
+        };
+        self.table.mark_stale(key, c.stale.clone());
+        self.table.recheck_at(key, Instant::now() + wait, wait);
     }
 }
 
