@@ -4,6 +4,9 @@
 //! input refused before anything starts.
 
 mod common;
+#[path = "common/user.rs"]
+#[allow(dead_code)]
+mod user;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
@@ -14,6 +17,7 @@ use std::time::Duration;
 
 use common::sockets::tcp_state;
 use common::*;
+use user::TestUser;
 
 fn bin(args: &[&str]) -> Output {
     Command::new(BIN)
@@ -608,62 +612,6 @@ fn a_huge_state_file_is_not_read() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("not a state file"), "{err}");
     assert_eq!(std::fs::metadata(&f).unwrap().len(), 300 << 20);
-}
-
-/// An unprivileged user of the test's own, removed on drop.
-struct TestUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-impl TestUser {
-    fn new() -> TestUser {
-        let name = format!("egbt{}", std::process::id());
-        let ok = Command::new("useradd")
-            .args([
-                "--no-create-home",
-                "--shell",
-                "/bin/sh",
-                "--user-group",
-                &name,
-            ])
-            .status()
-            .expect("useradd");
-        assert!(ok.success(), "useradd {name}");
-        let id = |flag: &str| -> u32 {
-            let o = Command::new("id").args([flag, &name]).output().unwrap();
-            String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
-        };
-        let (uid, gid) = (id("-u"), id("-g"));
-        TestUser { name, uid, gid }
-    }
-
-    /// `sh -c SCRIPT sh ARG` as this user.
-    fn sh(&self, script: &str, arg: &Path, dir: &Path) -> Child {
-        Command::new("setpriv")
-            .args([
-                &format!("--reuid={}", self.uid),
-                &format!("--regid={}", self.gid),
-                "--clear-groups",
-                "--",
-                "sh",
-                "-c",
-                script,
-                "sh",
-            ])
-            .arg(arg)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("setpriv")
-    }
-}
-
-impl Drop for TestUser {
-    fn drop(&mut self) {
-        let _ = Command::new("userdel").args(["-f", &self.name]).status();
-    }
 }
 
 /// Issue 11 item 6: a lock named to forge log lines yields exactly one
