@@ -415,10 +415,19 @@ const NOT_FOR_FILES: [&str; 3] = ["/proc", "/sys", "/dev"];
 /// that is not a directory; its directory must exist (only the default
 /// one is created, at start).
 pub fn parse_status_file(s: &str) -> Result<PathBuf, String> {
-    let p = parse_scope(s)?;
-    if s.ends_with('/') || p.file_name().is_none() {
+    parse_scope(s)?;
+    let given = Path::new(s);
+    let (Some(dir), Some(name)) = (given.parent(), given.file_name()) else {
+        return Err(format!("{s:?} is not a file path"));
+    };
+    if s.ends_with('/') {
         return Err(format!("{s:?} is not a file path"));
     }
+    // the directory canonical, the name as given: a symlink planted at the
+    // name is replaced by the status file, never followed (issue 11)
+    let p = parse_scope(&dir.to_string_lossy())
+        .map(|d| d.join(name))
+        .unwrap_or_else(|_| given.to_path_buf());
     if let Some(d) = NOT_FOR_FILES.iter().find(|d| p.starts_with(d)) {
         return Err(format!("{s:?} is in {d}, not a place for a status file"));
     }
