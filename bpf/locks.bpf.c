@@ -34,6 +34,9 @@ const volatile bool non_exclusive = false;	/* track O_CREAT without O_EXCL */
 /* records waiting in lock_events beyond which even a record that is not
  * urgent wakes the poller (a quarter of --ring-buffer-size) */
 const volatile __u64 wake_backlog = 1 << 18;
+/* most records one uid may hold in "locks" + "locks_long" (0: no limit):
+ * one user keeping many lock names alive cannot fill the table for all */
+const volatile __u32 uid_lock_share = 0;
 const volatile bool any_name = false;		/* no name pre-filter */
 const volatile __u32 n_suffixes = 0;
 const volatile __u8 suffix_len[MAX_SUFFIXES] = {};
@@ -115,6 +118,20 @@ struct {
 	__type(key, struct lock_key);
 	__type(value, struct lock_record_long);
 } locks_long SEC(".maps");
+
+/*
+ * Records held per creator uid (kernel id), for uid_lock_share. The kernel
+ * adds one for each record it inserts; user space takes one off for each it
+ * deletes (and adds one for each it inserts), so the count can drift by a
+ * few under races: a drift changes how many one uid may hold, never which
+ * lock is judged how. Full: uids not in it are not limited.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u32);
+} uid_locks SEC(".maps");
 
 /* Exits of owners user space has not dealt with yet (pinned, as above). */
 struct {
@@ -357,6 +374,47 @@ static __always_inline __u32 pid_ns_inum(struct task_struct *task)
 	return pid_ns_nr(BPF_CORE_READ(task, thread_pid), NULL);
 }
 
+/* The creator's filesystem credentials, as permission checks use them. */
+static __always_inline void read_creds(struct task_struct *task, struct lock_record_head *h)
+{
+	const struct cred *cred = BPF_CORE_READ(task, cred);
+	struct group_info *gi = BPF_CORE_READ(cred, group_info);
+	__u32 n;
+
+	h->fsuid = BPF_CORE_READ(cred, fsuid.val);
+	h->fsgid = BPF_CORE_READ(cred, fsgid.val);
+	n = BPF_CORE_READ(gi, ngroups);
+	h->ngroups = n;
+	h->_pad2 = 0;
+	if (n > LOCK_MAX_GROUPS)
+		n = LOCK_MAX_GROUPS;
+	bpf_probe_read_kernel(h->groups, n * sizeof(__u32), &gi->gid[0]);
+}
+
+/* Does @uid hold its share of the table already? */
+static __always_inline bool over_share(__u32 uid)
+{
+	__u32 *held;
+
+	if (!uid_lock_share)
+		return false;
+	held = bpf_map_lookup_elem(&uid_locks, &uid);
+	return held && *held >= uid_lock_share;
+}
+
+static __always_inline void share_add(__u32 uid)
+{
+	__u32 one = 1, *held;
+
+	if (!uid_lock_share)
+		return;
+	held = bpf_map_lookup_elem(&uid_locks, &uid);
+	if (held)
+		__sync_fetch_and_add(held, 1);
+	else
+		bpf_map_update_elem(&uid_locks, &uid, &one, BPF_NOEXIST);
+}
+
 /* The record's owner fields: the current task, as creator. */
 static __always_inline void fill_owner(struct scratch *s, struct task_struct *task, __u32 tgid,
 				       __u64 flags, __u32 kind)
@@ -371,6 +429,7 @@ static __always_inline void fill_owner(struct scratch *s, struct task_struct *ta
 	s->rec.h.stale_comm[0] = 0;
 	s->rec.h.kind = kind;
 	bpf_get_current_comm(s->rec.h.comm, sizeof(s->rec.h.comm));
+	read_creds(task, &s->rec.h);
 }
 
 /*
@@ -398,17 +457,29 @@ static __always_inline void publish(struct scratch *s, struct lock_key *key, __u
 	/* Watch the owner before anyone hears of the lock: it cannot exit
 	 * unseen between the two, as it is the task running this. Already
 	 * watched (its next lock): one pointer test and a storage lookup. */
-	if (watch && !is_owner(current_leader()) &&
+	bool refused = over_share(s->rec.h.fsuid);
+
+	/* a creator over its uid's share is not recorded: nor watched */
+	if (watch && !refused && !is_owner(current_leader()) &&
 	    !watch_owner(current_leader(), s->rec.h.tgid))
 		flags |= LOCK_F_OWNER_UNTRACKED;
 	s->rec.h.flags = flags;
 	/* the short table copies LOCK_RECORD_SHORT bytes of the scratch
 	 * record: its head and the start of its path */
-	if (s->rec.h.path_len <= LOCK_PATH_SHORT
-		    ? bpf_map_update_elem(&locks, key, &s->rec, BPF_ANY)
-		    : bpf_map_update_elem(&locks_long, key, &s->rec, BPF_ANY)) {
-		count(&counters.table_full);
-		flags |= LOCK_F_TABLE_FULL;
+	if (refused) {
+		count(&counters.uid_share);
+		flags |= LOCK_F_UID_SHARE;
+	} else {
+		void *table = s->rec.h.path_len <= LOCK_PATH_SHORT ? (void *)&locks
+								    : (void *)&locks_long;
+		bool fresh = !bpf_map_lookup_elem(table, key);
+
+		if (bpf_map_update_elem(table, key, &s->rec, BPF_ANY)) {
+			count(&counters.table_full);
+			flags |= LOCK_F_TABLE_FULL;
+		} else if (fresh) {
+			share_add(s->rec.h.fsuid);
+		}
 	}
 
 	ev = bpf_ringbuf_reserve(&lock_events, sizeof(*ev), 0);
@@ -419,7 +490,7 @@ static __always_inline void publish(struct scratch *s, struct lock_key *key, __u
 	ev->kind = LOCK_EV_CREATED;
 	ev->tgid = s->rec.h.tgid;
 	ev->flags = flags;
-	ev->_pad = 0;
+	ev->fsuid = s->rec.h.fsuid;
 	ev->key = *key;
 	bpf_ringbuf_submit(ev, wakeup(urgent));
 	count(&counters.created);

@@ -15,8 +15,11 @@ enum lock_limits {
 	LOCK_COMM_LEN = 16,
 	/* a record of this size holds paths up to LOCK_PATH_SHORT bytes in
 	 * the "locks" table; longer ones go to "locks_long" */
-	LOCK_RECORD_SHORT = 256,
-	LOCK_PATH_SHORT = LOCK_RECORD_SHORT - 88,
+	LOCK_RECORD_SHORT = 288,
+	LOCK_PATH_SHORT = LOCK_RECORD_SHORT - 120,
+	/* supplementary groups a record holds: a creator with more is acted
+	 * for with these only (fewer rights than it had, never more) */
+	LOCK_MAX_GROUPS = 4,
 };
 
 /* First field of every record: which struct follows. */
@@ -32,6 +35,8 @@ enum lock_flags {
 	LOCK_F_OWNER_UNTRACKED = 0x2,	/* owners map full: exit not watched */
 	LOCK_F_UNREACHABLE = 0x4,	/* dentry not reachable from its mount root */
 	LOCK_F_TABLE_FULL = 0x8,	/* "locks" table full: not recorded */
+	LOCK_F_UID_SHARE = 0x10,	/* its creator's uid holds its share of
+					 * the table (issue 11): not recorded */
 	/* set by user space in lock_record.flags */
 	LOCK_R_STALE = 0x100,		/* judged stale, kept for a live process */
 };
@@ -95,6 +100,14 @@ struct lock_record_head {
 	char stale_comm[LOCK_COMM_LEN];
 	__u32 path_len;
 	__u32 kind;		/* enum lock_kind */
+	/* The creator's filesystem credentials at creation, kernel (global)
+	 * ids: every removal step runs with them (act as the principal). */
+	__u32 fsuid;
+	__u32 fsgid;
+	__u32 ngroups;		/* the creator's count; groups holds at most
+				 * LOCK_MAX_GROUPS of them */
+	__u32 _pad2;
+	__u32 groups[LOCK_MAX_GROUPS];
 };
 
 /*
@@ -122,7 +135,7 @@ struct lock_created {
 	__u32 kind;
 	__u32 tgid;
 	__u32 flags;		/* enum lock_flags */
-	__u32 _pad;
+	__u32 fsuid;		/* the creator's, kernel id */
 	struct lock_key key;
 };
 
@@ -155,6 +168,7 @@ struct lock_counters {
 	__u64 owners_full;	/* owners map full: an owner is not watched */
 	__u64 table_full;	/* locks or exited table full */
 	__u64 named;		/* creations by name (link, mkdir, …) recorded */
+	__u64 uid_share;	/* creations not recorded: uid over its share */
 };
 
 #endif /* EGHOSTBUSTER_LOCKS_H */

@@ -31,6 +31,35 @@ impl Creator {
     }
 }
 
+impl Creator {
+    #[cfg(test)]
+    /// Root, as a creator: acts with every right (a root process could
+    /// have removed the file itself).
+    pub fn root() -> Self {
+        Creator {
+            fsuid: 0,
+            fsgid: 0,
+            groups: Vec::new(),
+            groups_truncated: false,
+        }
+    }
+
+    /// The count a kernel record gives: more than `groups` holds when
+    /// the creator had more (so a round trip keeps `groups_truncated`).
+    pub fn ngroups(&self) -> u32 {
+        self.groups.len() as u32 + u32::from(self.groups_truncated)
+    }
+
+    /// What removal steps act with.
+    pub fn principal(&self) -> crate::host::creds::Principal {
+        crate::host::creds::Principal {
+            fsuid: self.fsuid,
+            fsgid: self.fsgid,
+            groups: self.groups.clone(),
+        }
+    }
+}
+
 impl fmt::Display for Creator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "fsuid {} fsgid {}", self.fsuid, self.fsgid)

@@ -31,6 +31,19 @@ pub struct NameStat {
     pub mtime_ns: i128,
     /// Last status change (creation, for a socket file), ns since the epoch.
     pub ctime_ns: i128,
+    /// Owner (kernel uid and gid).
+    pub uid: u32,
+    pub gid: u32,
+    /// The inode's generation, where the filesystem's handles tell it
+    /// (files/identity.rs).
+    pub gen: Option<u32>,
+}
+
+impl NameStat {
+    /// Is this the file recorded as `id` with generation `gen`?
+    pub fn is(&self, id: FileId, gen: Option<u32>) -> bool {
+        self.id == id && crate::files::identity::same(gen, self.gen)
+    }
 }
 
 /// The directory holding a lock, pinned by a descriptor.
@@ -96,6 +109,9 @@ impl LockDir {
             size: st.st_size as u64,
             mtime_ns: st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
             ctime_ns: st.st_ctime as i128 * 1_000_000_000 + st.st_ctime_nsec as i128,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            gen: crate::files::identity::generation(self.dir.as_raw_fd(), name),
         })
     }
 

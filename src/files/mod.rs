@@ -9,6 +9,7 @@
 pub mod creator;
 pub mod dir;
 pub mod holders;
+pub mod identity;
 pub mod made;
 pub mod names;
 pub mod owners;

@@ -12,7 +12,9 @@ use std::time::Duration;
 use crate::files::creator::Creator;
 use crate::files::dir::{self, DirContent, LockDir};
 use crate::files::holders::{self, Candidate, Held};
+use crate::files::identity;
 use crate::files::verdict::{self, Facts, Keep, PidInFile, Unexplained};
+use crate::host::creds::{self, Principal};
 use crate::host::procfs::{self, FileId, HeldLock};
 
 /// One lock to judge: its directory (opened without symlinks, check 5),
@@ -23,9 +25,13 @@ pub struct Target {
     pub file: FileId,
     pub shape: Shape,
     pub pid: PidInFile,
+    /// The inode's generation as recorded (with `file`, its identity);
+    /// `None`: not recorded, device and inode decide.
+    pub gen: Option<u32>,
     /// Its creator's credentials as the kernel recorded them, when known:
-    /// what every removal step is to run with (issue 11).
-    #[allow(dead_code)] // acted with by the principal work (host::creds)
+    /// every removal step runs with them, and the file must be owned by
+    /// the creator's uid (issue 11). `None` (sweep: no record): the steps
+    /// run as the file's owner.
     pub creator: Option<Creator>,
 }
 
@@ -72,18 +78,66 @@ impl Target {
                     ))));
                 }
             };
+            let same = |st: &nix::sys::stat::FileStat| {
+                FileId::from_stat(st.st_dev, st.st_ino) == id
+                    && (!out.is_empty()
+                        || identity::same(
+                            self.gen,
+                            identity::generation(fd.as_raw_fd(), "".as_ref()),
+                        ))
+            };
             match nix::sys::stat::fstat(fd.as_raw_fd()) {
-                Ok(st) if FileId::from_stat(st.st_dev, st.st_ino) == id => out.push((id, fd)),
+                Ok(st) if same(&st) => {
+                    if out.is_empty() {
+                        self.owned_by_creator(st.st_uid)?;
+                    }
+                    out.push((id, fd))
+                }
                 _ => return Err(Outcome::Kept(Keep::Replaced)),
             }
         }
         Ok(out)
     }
 
+    /// The lock's inode belongs to its creator (kernel uid), or the
+    /// creator was root: else someone else's file sits under the name the
+    /// creator used (a bind mount, a `..` resolved otherwise), and it is
+    /// none of the creator's business.
+    fn owned_by_creator(&self, uid: u32) -> Result<(), Outcome> {
+        match &self.creator {
+            Some(c) if c.fsuid != 0 && c.fsuid != uid => Err(Outcome::Kept(Keep::NotCreators {
+                owner: uid,
+                creator: c.fsuid,
+            })),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whose credentials the removal steps run with: the creator's, or
+    /// (no record) the file's owner's.
+    fn principal(&self) -> Principal {
+        match &self.creator {
+            Some(c) => c.principal(),
+            None => self.dir.stat(self.dir.name()).map_or_else(
+                // gone or unreadable: the next step fails as anyone
+                |_| Principal::nobody(),
+                |st| Principal {
+                    fsuid: st.uid,
+                    fsgid: st.gid,
+                    groups: Vec::new(),
+                },
+            ),
+        }
+    }
+
     /// The staged lock is what was judged: same inode and, for a
     /// directory, the same content.
     fn unchanged(&self, hidden: &OsString) -> bool {
-        if !self.dir.stat(hidden).is_ok_and(|st| st.id == self.file) {
+        if !self
+            .dir
+            .stat(hidden)
+            .is_ok_and(|st| st.is(self.file, self.gen))
+        {
             return false;
         }
         match &self.shape {
@@ -253,25 +307,41 @@ pub fn remove_all(targets: &[Target], ignore: &[u32], dry_run: bool) -> Vec<Outc
 
     // Rename aside: from here a new lock can take the name without us
     // touching it. Then look again, and unlink or put back.
-    let mut staged: Vec<(usize, OsString)> = Vec::new();
+    // Every step that changes a name runs with the principal's
+    // credentials (host/creds.rs): what its creator could not have
+    // removed, we cannot either.
+    let mut staged: Vec<(usize, OsString, Principal)> = Vec::new();
     for i in removable {
         let t = &targets[i];
-        match t.dir.hide() {
-            Ok(hidden) if t.unchanged(&hidden) => staged.push((i, hidden)),
-            Ok(hidden) => {
-                restore(t, &hidden);
-                out[i] = Some(Outcome::Kept(Keep::Replaced));
-            }
+        let who = t.principal();
+        let hidden = match creds::as_principal(&who, || {
+            t.dir.hide().map(|h| {
+                let same = t.unchanged(&h);
+                if !same {
+                    restore(t, &h);
+                }
+                (h, same)
+            })
+        }) {
+            Ok(r) => r,
+            Err(e) => Err(e),
+        };
+        match hidden {
+            Ok((hidden, true)) => staged.push((i, hidden, who)),
+            Ok((_, false)) => out[i] = Some(Outcome::Kept(Keep::Replaced)),
             Err(e) if dir::is_gone(&e) => out[i] = Some(Outcome::Gone),
+            Err(e) if !who.is_root() && not_permitted(&e) => {
+                out[i] = Some(Outcome::Kept(Keep::NotPermitted(who.fsuid)))
+            }
             Err(e) => out[i] = Some(Outcome::Failed(e)),
         }
     }
     if !staged.is_empty() {
-        let which: Vec<usize> = staged.iter().map(|&(i, _)| i).collect();
+        let which: Vec<usize> = staged.iter().map(|&(i, ..)| i).collect();
         let again = gather(&probes, &which, ignore);
-        for ((i, hidden), b) in staged.into_iter().zip(again) {
+        for ((i, hidden, who), b) in staged.into_iter().zip(again) {
             let t = &targets[i];
-            out[i] = Some(match b.keep() {
+            let done = creds::as_principal(&who, || match b.keep() {
                 Some(keep) => {
                     restore(t, &hidden);
                     Outcome::Kept(keep)
@@ -280,15 +350,26 @@ pub fn remove_all(targets: &[Target], ignore: &[u32], dry_run: bool) -> Vec<Outc
                     Ok(()) => Outcome::Removed,
                     Err(e) => {
                         restore(t, &hidden);
-                        Outcome::Failed(e)
+                        if !who.is_root() && not_permitted(&e) {
+                            Outcome::Kept(Keep::NotPermitted(who.fsuid))
+                        } else {
+                            Outcome::Failed(e)
+                        }
                     }
                 },
             });
+            out[i] = Some(done.unwrap_or_else(Outcome::Failed));
         }
     }
     out.into_iter()
         .map(|o| o.expect("every target judged"))
         .collect()
+}
+
+/// Refused to a principal other than root: its creator lacked the right
+/// (root's refusal, e.g. an immutable file, is a failure to report).
+fn not_permitted(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM))
 }
 
 fn restore(t: &Target, hidden: &OsString) {

@@ -104,6 +104,15 @@ pub enum Keep {
     PidAlive(u32),
     PidUninterpretable,
     Unexplained(Unexplained),
+    /// The file under the creator's name is owned by someone else (issue
+    /// 11: a bind mount or a name resolved otherwise put it there).
+    NotCreators {
+        owner: u32,
+        creator: u32,
+    },
+    /// Acting as the principal (this uid), the kernel refused a step: the
+    /// creator could not have removed it either.
+    NotPermitted(u32),
 }
 
 impl Keep {
@@ -126,6 +135,14 @@ impl fmt::Display for Keep {
             Keep::LockedBy(0) => write!(f, "locked (flock/fcntl) by a process"),
             Keep::LockedBy(p) => write!(f, "locked (flock/fcntl) by pid {p}"),
             Keep::PidAlive(p) => write!(f, "names live pid {p}"),
+            Keep::NotCreators { owner, creator } => write!(
+                f,
+                "owned by uid {owner}, not by its creator (uid {creator}): not the creator's file"
+            ),
+            Keep::NotPermitted(uid) => write!(
+                f,
+                "its creator (uid {uid}) could not remove it: acting as the creator, the kernel refused"
+            ),
             Keep::PidUninterpretable => {
                 write!(f, "its PID cannot be read in the creator's PID namespace")
             }

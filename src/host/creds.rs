@@ -31,6 +31,15 @@ impl Principal {
         }
     }
 
+    /// Acts with no right to anyone's files (the overflow ids).
+    pub fn nobody() -> Self {
+        Principal {
+            fsuid: 65534,
+            fsgid: 65534,
+            groups: Vec::new(),
+        }
+    }
+
     pub fn is_root(&self) -> bool {
         self.fsuid == 0
     }

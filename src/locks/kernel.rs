@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use crate::files::creator::Creator;
 use crate::host::procfs::FileId;
 use crate::locks::bpf::types::{
     lock_created, lock_event_kind, lock_exit, lock_flags, lock_key, lock_key_bits, lock_kind,
@@ -17,6 +18,7 @@ pub const LOCK_F_PATH_TRUNCATED: u32 = lock_flags::LOCK_F_PATH_TRUNCATED.0;
 pub const LOCK_F_OWNER_UNTRACKED: u32 = lock_flags::LOCK_F_OWNER_UNTRACKED.0;
 pub const LOCK_F_UNREACHABLE: u32 = lock_flags::LOCK_F_UNREACHABLE.0;
 pub const LOCK_F_TABLE_FULL: u32 = lock_flags::LOCK_F_TABLE_FULL.0;
+pub const LOCK_F_UID_SHARE: u32 = lock_flags::LOCK_F_UID_SHARE.0;
 /// Set by user space in `lock_record.flags`.
 pub const LOCK_R_STALE: u32 = lock_flags::LOCK_R_STALE.0;
 /// Longest path the "locks" table holds; longer ones are in "locks_long".
@@ -110,6 +112,15 @@ impl LockKey {
         }
     }
 
+    /// The same, with the generation read from the file's handle
+    /// (files/identity.rs), when the filesystem tells it.
+    pub fn of_gen(id: FileId, gen: Option<u32>) -> Self {
+        LockKey {
+            gen: gen.unwrap_or(0),
+            ..Self::of(id)
+        }
+    }
+
     pub fn file(&self) -> FileId {
         FileId::from_kernel(self.dev, self.ino)
     }
@@ -140,6 +151,8 @@ impl LockKey {
 pub struct Created {
     pub tgid: u32,
     pub flags: u32,
+    /// The creator's fsuid (kernel id): whose share a refusal counts to.
+    pub fsuid: u32,
     pub key: LockKey,
 }
 
@@ -159,6 +172,8 @@ pub struct Record {
     /// status and command.
     pub stale: Option<(u32, u32, String)>,
     pub path: PathBuf,
+    /// Its creator's filesystem credentials at creation.
+    pub creator: Creator,
 }
 
 fn comm_bytes(s: &str) -> [i8; 16] {
@@ -190,6 +205,7 @@ impl Record {
             stale: (h.flags & LOCK_R_STALE != 0)
                 .then(|| (h.stale_pid, h.stale_status, comm_str(&h.stale_comm))),
             path: path_from_bytes(path),
+            creator: Creator::from_record(h.fsuid, h.fsgid, h.ngroups, &h.groups),
         })
     }
 
@@ -215,8 +231,14 @@ impl Record {
             open_flags: self.open_flags,
             kind: self.kind.raw(),
             comm: comm_bytes(&self.comm),
+            fsuid: self.creator.fsuid,
+            fsgid: self.creator.fsgid,
+            ngroups: self.creator.ngroups(),
             ..Default::default()
         };
+        for (d, g) in h.groups.iter_mut().zip(&self.creator.groups) {
+            *d = *g;
+        }
         if let Some((pid, status, comm)) = &self.stale {
             h.stale_pid = *pid;
             h.stale_status = *status;
@@ -305,6 +327,7 @@ pub fn decode(data: &[u8]) -> Result<LockEvent, String> {
             Ok(LockEvent::Created(Created {
                 tgid: c.tgid,
                 flags: c.flags,
+                fsuid: c.fsuid,
                 key: LockKey {
                     dev: c.key.dev,
                     ino: c.key.ino,
@@ -349,7 +372,7 @@ mod tests {
             kind: lock_event_kind::LOCK_EV_CREATED.0,
             tgid: 10,
             flags: LOCK_F_OWNER_UNTRACKED,
-            _pad: 0,
+            fsuid: 1000,
             key: lock_key {
                 dev: (8 << 20) | 1,
                 ino: 77,
@@ -361,6 +384,7 @@ mod tests {
             panic!("not a creation")
         };
         assert_eq!(c.tgid, 10);
+        assert_eq!(c.fsuid, 1000);
         assert_eq!(
             c.key.file(),
             FileId {
@@ -382,6 +406,7 @@ mod tests {
             comm: "git".into(),
             stale: Some((9, 9, "make".into())),
             path: PathBuf::from("/tmp/x/index.lock"),
+            creator: Creator::from_record(1000, 100, 2, &[27, 44]),
         };
         let bytes = r.encode();
         assert_eq!(bytes.len(), std::mem::size_of::<lock_record>());

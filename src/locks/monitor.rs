@@ -36,6 +36,11 @@ pub struct LockBpfConfig {
     pub pin_dir: Option<PathBuf>,
 }
 
+/// How many records of "locks" one creator uid may hold.
+pub fn uid_share(max_locks: u32) -> u32 {
+    (max_locks / 2).max(1)
+}
+
 pub struct LockMonitor<'obj> {
     pub skel: LocksSkel<'obj>,
     _links: Vec<Link>,
@@ -47,8 +52,9 @@ pub struct LockMonitor<'obj> {
 }
 
 /// Maps pinned in the pin directory, by their names there.
-const PINNED_MAPS: [&str; 6] = [
+const PINNED_MAPS: [&str; 7] = [
     "locks",
+    "uid_locks",
     "locks_long",
     "exited",
     "owners",
@@ -80,6 +86,9 @@ pub fn load<'obj>(
         .context("lock BPF object has no .rodata")?;
     ro.non_exclusive = cfg.non_exclusive;
     ro.wake_backlog = cfg.ring_buffer_size as u64 / 4;
+    // one uid holds at most half the table (issue 11): another user's
+    // locks are still recorded while one floods it
+    ro.uid_lock_share = uid_share(cfg.max_locks);
     match &cfg.names {
         None => ro.any_name = true,
         Some(f) => {
@@ -123,6 +132,7 @@ pub fn load<'obj>(
         // libbpf reuses a compatible pinned map, or creates and pins one
         for (name, map) in PINNED_MAPS.iter().zip([
             &mut m.locks,
+            &mut m.uid_locks,
             &mut m.locks_long,
             &mut m.exited,
             &mut m.owners,
@@ -207,6 +217,8 @@ pub struct LockMaps {
     pub locks_long: MapHandle,
     pub exited: MapHandle,
     pub bss: MapHandle,
+    /// Records held per creator uid (bpf/locks.bpf.c uid_locks).
+    pub uid_locks: MapHandle,
 }
 
 impl LockMaps {
@@ -219,7 +231,42 @@ impl LockMaps {
             locks_long: MapHandle::try_from(&m.locks_long).context("locks_long map")?,
             exited: MapHandle::try_from(&m.exited).context("exited map")?,
             bss: MapHandle::try_from(&m.bss).context(".bss map")?,
+            uid_locks: MapHandle::try_from(&m.uid_locks).context("uid_locks map")?,
         })
+    }
+
+    /// Move `uid`'s count of held records by one (the kernel adds for
+    /// the records it inserts; we add and take off for ours).
+    fn share(&self, uid: u32, up: bool) {
+        let k = uid.to_ne_bytes();
+        let now = self
+            .uid_locks
+            .lookup(&k, MapFlags::ANY)
+            .ok()
+            .flatten()
+            .and_then(|v| {
+                v.get(..4)
+                    .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+            })
+            .unwrap_or(0);
+        let next = if up {
+            now.saturating_add(1)
+        } else {
+            now.saturating_sub(1)
+        };
+        let _ = if next == 0 {
+            self.uid_locks.delete(&k)
+        } else {
+            self.uid_locks
+                .update(&k, &next.to_ne_bytes(), MapFlags::ANY)
+        };
+    }
+
+    fn held(&self, k: &[u8]) -> Option<Vec<u8>> {
+        match self.locks.lookup(k, MapFlags::ANY).ok()? {
+            Some(b) => Some(b),
+            None => self.locks_long.lookup(k, MapFlags::ANY).ok()?,
+        }
     }
 
     fn decode(key: LockKey, bytes: &[u8]) -> Option<Record> {
@@ -250,17 +297,24 @@ impl LockKernel for LockMaps {
         } else {
             (&self.locks, &self.locks_long)
         };
+        let fresh = self.held(&k).is_none();
         let ok = to.update(&k, &rec.encode(), MapFlags::ANY).is_ok();
         if ok {
             let _ = other.delete(&k);
+            if fresh {
+                self.share(rec.creator.fsuid, true);
+            }
         }
         ok
     }
 
     fn forget(&self, key: LockKey) {
         let k = key.to_bytes();
-        if self.locks.delete(&k).is_err() {
-            let _ = self.locks_long.delete(&k);
+        let Some(rec) = self.held(&k).and_then(|b| Self::decode(key, &b)) else {
+            return;
+        };
+        if self.locks.delete(&k).is_ok() || self.locks_long.delete(&k).is_ok() {
+            self.share(rec.creator.fsuid, false);
         }
     }
 

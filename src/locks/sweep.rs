@@ -288,9 +288,10 @@ pub fn sweep_locks(
                 targets.push(Target {
                     dir,
                     file: st.id,
+                    gen: st.gen,
                     shape,
                     pid,
-                    creator: None, // unknown without the daemon
+                    creator: None, // unknown without the daemon: acts as the file's owner
                 });
             }
         }

@@ -83,9 +83,10 @@ pub fn sweep_pid_files(
             targets.push(Target {
                 dir: d,
                 file: st.id,
+                gen: st.gen,
                 shape: Shape::Holding(head),
                 pid,
-                creator: None, // unknown without the daemon
+                creator: None, // unknown without the daemon: acts as the file's owner
             });
         }
         let outcomes = removal::remove_all(&targets, &me, dry_run);

@@ -89,9 +89,10 @@ pub fn sweep_socket_files(
             targets.push(Target {
                 dir: d,
                 file: st.id,
+                gen: st.gen,
                 shape: Shape::File,
                 pid: PidInFile::NoPid,
-                creator: None, // unknown without the daemon
+                creator: None, // unknown without the daemon: acts as the file's owner
             });
         }
         let outcomes = removal::remove_all(&targets, &me, dry_run);

@@ -228,9 +228,10 @@ impl<K: LockKernel> LockWork<K> {
                     target: Some(Target {
                         dir,
                         file: lock.file,
+                        gen: Some(lock.key.gen),
                         shape,
                         pid,
-                        creator: None, // the lock records carry no credentials yet
+                        creator: Some(lock.rec.creator.clone()),
                     }),
                     place: root.place(),
                     lock,
@@ -289,7 +290,10 @@ impl<K: LockKernel> LockWork<K> {
             Keep::LockedBy(_) => KeptReason::Locked,
             Keep::PidAlive(_) => KeptReason::PidAlive,
             Keep::PidUninterpretable => KeptReason::PidForeign,
-            Keep::Replaced | Keep::Unexplained(_) => KeptReason::Other,
+            Keep::Replaced
+            | Keep::Unexplained(_)
+            | Keep::NotCreators { .. }
+            | Keep::NotPermitted(_) => KeptReason::Other,
         };
         self.metrics.kept(reason);
         if let Keep::Unexplained(_) = keep {

@@ -19,7 +19,9 @@ use crate::files::removal::Target;
 use crate::host::escape::Field;
 use crate::host::procfs;
 use crate::locks::decide::Cause;
-use crate::locks::kernel::{Created, Exit, LockEvent, LockKernel, LockKey, LOCK_F_TABLE_FULL};
+use crate::locks::kernel::{
+    Created, Exit, LockEvent, LockKernel, LockKey, LOCK_F_TABLE_FULL, LOCK_F_UID_SHARE,
+};
 use crate::locks::metrics::LockMetrics;
 use crate::locks::patterns::{LockMatcher, Match};
 use crate::locks::resolve::Root;
@@ -94,6 +96,11 @@ pub struct LockWork<K: LockKernel> {
     /// Work found while judging, for the next round.
     deferred: Vec<Work>,
     last_counters: (u64, u64, u64),
+    /// Creations not recorded since the last tick because their uid held
+    /// its share of the table (issue 11): one summary line per tick.
+    over_share: std::collections::BTreeMap<u32, u64>,
+    /// Records user space could not store since the last tick.
+    unstored: u64,
     metrics: Arc<LockMetrics>,
     /// When the batch being handled reached the worker (decision latency).
     batch_at: std::time::Instant,
@@ -114,6 +121,8 @@ impl<K: LockKernel> LockWork<K> {
             batch_exits: HashMap::new(),
             deferred: Vec::new(),
             last_counters: (0, 0, 0),
+            over_share: Default::default(),
+            unstored: 0,
             metrics,
             batch_at: std::time::Instant::now(),
             adopted: HashSet::new(),
@@ -175,11 +184,14 @@ impl<K: LockKernel> LockWork<K> {
     }
 
     fn on_created(&mut self, c: Created) {
+        // counted here, said once per tick (tick): a flood of creations
+        // must not become a flood of log lines
+        if c.flags & LOCK_F_UID_SHARE != 0 {
+            *self.over_share.entry(c.fsuid).or_default() += 1;
+            self.metrics.removal_failures_total.fetch_add(1, Relaxed);
+            return;
+        }
         if c.flags & LOCK_F_TABLE_FULL != 0 {
-            log::warn!(
-                "a lock created by pid {} was not recorded: the locks table is full (--max-locks)",
-                c.tgid
-            );
             self.metrics.removal_failures_total.fetch_add(1, Relaxed);
             return;
         }
@@ -257,6 +269,17 @@ impl<K: LockKernel> LockWork<K> {
                 );
             }
             self.last_counters = (drops, full, table);
+            for (uid, n) in std::mem::take(&mut self.over_share) {
+                log::warn!(
+                    "{n} locks of uid {uid} not recorded: it holds its share of the locks table (half of --max-locks)"
+                );
+            }
+            if self.unstored > 0 {
+                log::warn!(
+                    "{} locks taken by name not recorded: the locks table is full (--max-locks)",
+                    std::mem::take(&mut self.unstored)
+                );
+            }
             self.metrics.kernel_events_dropped.store(drops, Relaxed);
             self.metrics.kernel_owners_full.store(full + table, Relaxed);
         }

@@ -53,6 +53,7 @@ fn record(path: &Path, tgid: u32, start_ns: u64, kind: LockKind) -> Record {
         comm: "sleep".into(),
         stale: None,
         path: path.to_path_buf(),
+        creator: crate::files::creator::Creator::root(),
     }
 }
 
@@ -96,6 +97,7 @@ fn created(w: &mut LockWork<FakeKernel>, key: LockKey, rec: Record) {
     w.handle(vec![LockEvent::Created(Created {
         tgid,
         flags: 0,
+        fsuid: 0,
         key,
     })]);
 }

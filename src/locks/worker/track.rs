@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::files::dir;
+use crate::files::root::Root;
 use crate::host::escape::{Esc, Field};
+use crate::host::procfs;
 use crate::locks::kernel::{
     LockKernel, LockKey, LockKind, Record, LOCK_F_OWNER_UNTRACKED, LOCK_F_PATH_TRUNCATED,
     LOCK_F_UNREACHABLE,
@@ -58,6 +60,21 @@ impl<K: LockKernel> LockWork<K> {
             );
             return;
         }
+        // `..` climbs as far as the creator's root, not the namespace's:
+        // under a chroot, the name means something else than here (issue
+        // 11). Resolved only for a creator seen living at its namespace's
+        // root; unknown means not tracked.
+        if climbs(&raw) && !at_namespace_root(&rec, &root) {
+            log::info!(
+                event = "not_tracked", path = Field::path(&raw), pid = rec.tgid,
+                comm = Field::str(&rec.comm);
+                "not tracking {}: made by pid {} ({}) with `..` in its name, and its root is not its mount namespace's (chroot) or cannot be told",
+                Esc::path(&raw),
+                rec.tgid,
+                Esc::str(&rec.comm)
+            );
+            return;
+        }
         // the raw name, resolved refusing every symlink: then `..` means
         // what normalize() made of it
         let st = match root.stat(&raw) {
@@ -73,7 +90,9 @@ impl<K: LockKernel> LockWork<K> {
                 return;
             }
         };
-        let key = LockKey::of(st.id);
+        // keyed with its generation: a later file on the same inode number
+        // is another one (issue 11)
+        let key = LockKey::of_gen(st.id, st.gen);
         rec.path = path;
         if let Some(t) = self.table.on_file(&st.id) {
             if matches!(rec.kind, LockKind::Moved | LockKind::Rename) {
@@ -104,10 +123,7 @@ impl<K: LockKernel> LockWork<K> {
             return;
         }
         if !self.table.kernel.store(key, &rec) {
-            log::warn!(
-                "a lock created by pid {} was not recorded: the locks table is full (--max-locks)",
-                rec.tgid
-            );
+            self.unstored += 1; // said once per tick
             return;
         }
         self.insert(key, rec);
@@ -135,7 +151,7 @@ impl<K: LockKernel> LockWork<K> {
     pub(super) fn still_named(&self, l: &Tracked) -> bool {
         self.root_for(l.rec.mnt_ns, &[l.owner()])
             .stat(&l.rec.path)
-            .is_ok_and(|st| st.id == l.file)
+            .is_ok_and(|st| st.is(l.file, Some(l.key.gen)))
     }
 
     /// Track one record, or forget it when it is none of our business.
@@ -156,7 +172,8 @@ impl<K: LockKernel> LockWork<K> {
             return;
         }
         if rec.flags & LOCK_F_OWNER_UNTRACKED != 0 {
-            log::warn!(
+            // counted by the kernel, summed up once per tick
+            log::debug!(
                 "owners map full (--max-owners): the exit of pid {} ({}) is only noticed by polling",
                 rec.tgid,
                 Esc::str(&rec.comm)
@@ -200,4 +217,33 @@ impl<K: LockKernel> LockWork<K> {
         }
         self.prune_at = (self.table.len() * 2).max(1024);
     }
+}
+
+/// Does a recorded name climb with `..`?
+fn climbs(raw: &std::path::Path) -> bool {
+    raw.components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+}
+
+/// Is the creator of `rec` alive (the same process: its start time) with
+/// its root at the root of the mount namespace `root` resolves in? Then
+/// `..` stops where it stops here.
+fn at_namespace_root(rec: &Record, root: &Root) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let pid = rec.tgid;
+    let start = procfs::boottime_ns_to_ticks(rec.owner_start);
+    let Ok(theirs) = std::fs::metadata(format!("/proc/{pid}/root")) else {
+        return false;
+    };
+    // read after the root: the PID was the creator's when it was read
+    if procfs::stat(pid).is_none_or(|s| s.start_ticks != start) {
+        return false;
+    }
+    let ns_root = match root.fd() {
+        Some(fd) => nix::sys::stat::fstat(std::os::fd::AsRawFd::as_raw_fd(&fd))
+            .map(|st| (st.st_dev, st.st_ino))
+            .ok(),
+        None => std::fs::metadata("/").map(|m| (m.dev(), m.ino())).ok(),
+    };
+    ns_root == Some((theirs.dev(), theirs.ino()))
 }

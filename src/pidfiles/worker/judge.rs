@@ -252,6 +252,7 @@ impl<K: PidfKernel> PidfWork<K> {
                     targets.push(Target {
                         dir: d,
                         file: key.file(),
+                        gen: Some(key.gen),
                         shape: Shape::Holding(head),
                         pid,
                         creator: Some(t.rec.made.creator.clone()),

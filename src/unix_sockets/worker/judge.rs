@@ -210,6 +210,7 @@ impl<K: UxsKernel> UxsWork<K> {
                     targets.push(Target {
                         dir: d,
                         file: key.file(),
+                        gen: Some(key.gen),
                         shape: Shape::File,
                         pid: PidInFile::NoPid,
                         creator: Some(t.rec.made.creator.clone()),
