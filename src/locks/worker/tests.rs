@@ -57,9 +57,15 @@ fn record(path: &Path, tgid: u32, start_ns: u64, kind: LockKind) -> Record {
     }
 }
 
+/// The key the kernel (an open) or the name's resolution gives: device,
+/// inode and generation.
 fn key_of(path: &Path) -> LockKey {
+    use std::os::fd::AsRawFd;
     let m = std::fs::symlink_metadata(path).unwrap();
-    LockKey::of(FileId::from_stat(m.dev(), m.ino()))
+    let dir = std::fs::File::open(path.parent().unwrap()).unwrap();
+    let gen = crate::files::identity::generation(dir.as_raw_fd(), path.file_name().unwrap());
+    assert!(gen.is_some(), "the tests' filesystem tells generations");
+    LockKey::of_gen(FileId::from_stat(m.dev(), m.ino()), gen)
 }
 
 fn exit(tgid: u32, start_ns: u64, status: u32, ppid: u32) -> Exit {
