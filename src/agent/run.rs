@@ -146,6 +146,16 @@ pub fn run(args: RunArgs, argv: Vec<OsString>) -> Result<()> {
     }
     // one daemon per status file, held until the process ends
     let _owner = status::Owner::take(&args.status_file)?;
+    // removals an earlier daemon on this status file left half done: put
+    // back before any class starts judging (files/intents.rs)
+    let journal = intents_path(&args.status_file);
+    match crate::files::intents::open(&journal) {
+        Ok(left) => crate::files::intents::recover(left),
+        Err(e) => log::warn!(
+            "no removal journal ({}: {e}): a stop between hiding a lock and removing it leaves the hidden name for sweep",
+            journal.display()
+        ),
+    }
 
     for c in &classes {
         c.require(&args)?;
@@ -388,4 +398,11 @@ fn restart_needed(old: &RunArgs, new: &RunArgs) -> Vec<&'static str> {
     );
     differs("--status-file", old.status_file != new.status_file);
     v
+}
+
+/// The removal journal beside the status file: `<status-file>.intents`.
+pub fn intents_path(status_file: &Path) -> std::path::PathBuf {
+    let mut p = status_file.as_os_str().to_os_string();
+    p.push(".intents");
+    p.into()
 }

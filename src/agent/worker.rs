@@ -131,6 +131,7 @@ impl Worker {
         if let Some(p) = &self.out.status_file {
             let _ = std::fs::remove_file(p);
         }
+        crate::files::intents::close();
         for (_, d) in &mut self.duties {
             d.finish();
         }

@@ -88,6 +88,9 @@ pub fn open_parent_in(root: Option<BorrowedFd<'_>>, path: &Path) -> io::Result<L
 
 static HIDE_SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// What a hidden name holds between the lock's name and the agent's PID.
+pub const HIDDEN_MARK: &str = ".eghostbuster-";
+
 impl LockDir {
     pub fn name(&self) -> &OsStr {
         &self.name
@@ -265,18 +268,49 @@ impl LockDir {
 
     /// Rename the lock to a unique hidden name in the same directory. From
     /// here a new lock can take the original name; ours is out of its way.
+    #[cfg(test)]
     pub fn hide(&self) -> io::Result<OsString> {
+        let hidden = self.hidden_name();
+        self.hide_as(&hidden)?;
+        Ok(hidden)
+    }
+
+    /// The unique hidden name `hide` would use: `.NAME.eghostbuster-PID-N`
+    /// (NAME cut to fit 255 bytes).
+    pub fn hidden_name(&self) -> OsString {
         let seq = HIDE_SEQ.fetch_add(1, Ordering::Relaxed);
-        let suffix = format!(".eghostbuster-{}-{seq}", std::process::id());
+        let suffix = format!("{HIDDEN_MARK}{}-{seq}", std::process::id());
         let base = self.name.as_bytes();
         let keep = base.len().min(255 - 1 - suffix.len());
         let mut hidden = Vec::with_capacity(255);
         hidden.push(b'.');
         hidden.extend_from_slice(&base[..keep]);
         hidden.extend_from_slice(suffix.as_bytes());
-        let hidden = OsString::from(OsStr::from_bytes(&hidden));
-        self.rename(&self.name, &hidden)?;
-        Ok(hidden)
+        OsString::from(OsStr::from_bytes(&hidden))
+    }
+
+    /// Rename the lock to `hidden` (from `hidden_name`).
+    pub fn hide_as(&self, hidden: &OsStr) -> io::Result<()> {
+        self.rename(&self.name, hidden)
+    }
+
+    /// This directory's path in our mount namespace, when it has one there
+    /// that opens (without symlinks) to this very directory.
+    pub fn path_here(&self) -> Option<PathBuf> {
+        let fd = self.dir.as_raw_fd();
+        let p = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
+        if !p.is_absolute() {
+            return None;
+        }
+        let mine = nix::sys::stat::fstat(fd).ok()?;
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        let there = openat2(libc::AT_FDCWD, &p, how).ok()?;
+        // SAFETY: a fresh descriptor from openat2.
+        let there = unsafe { OwnedFd::from_raw_fd(there) };
+        let st = nix::sys::stat::fstat(there.as_raw_fd()).ok()?;
+        (st.st_dev == mine.st_dev && st.st_ino == mine.st_ino).then_some(p)
     }
 
     /// Put a hidden file back under its name, unless a new lock took it.

@@ -10,6 +10,7 @@ pub mod creator;
 pub mod dir;
 pub mod holders;
 pub mod identity;
+pub mod intents;
 pub mod made;
 pub mod names;
 pub mod owners;

@@ -13,6 +13,7 @@ use crate::files::creator::Creator;
 use crate::files::dir::{self, DirContent, LockDir};
 use crate::files::holders::{self, Candidate, Held};
 use crate::files::identity;
+use crate::files::intents;
 use crate::files::verdict::{self, Facts, Keep, PidInFile, Unexplained};
 use crate::host::creds::{self, Principal};
 use crate::host::procfs::{self, FileId, HeldLock};
@@ -310,25 +311,31 @@ pub fn remove_all(targets: &[Target], ignore: &[u32], dry_run: bool) -> Vec<Outc
     // Every step that changes a name runs with the principal's
     // credentials (host/creds.rs): what its creator could not have
     // removed, we cannot either.
-    let mut staged: Vec<(usize, OsString, Principal)> = Vec::new();
+    // The intent goes to the journal first (files/intents.rs): a stop
+    // between the rename aside and its end is rolled back at start.
+    let mut staged: Vec<(usize, OsString, Principal, Option<u64>)> = Vec::new();
     for i in removable {
         let t = &targets[i];
         let who = t.principal();
-        let hidden = match creds::as_principal(&who, || {
-            t.dir.hide().map(|h| {
-                let same = t.unchanged(&h);
+        let hidden = t.dir.hidden_name();
+        let seq = intents::begin(&t.dir, &hidden, t.file, t.gen, &who);
+        let hid = creds::as_principal(&who, || {
+            t.dir.hide_as(&hidden).map(|()| {
+                intents::fail_point("after-hide");
+                let same = t.unchanged(&hidden);
                 if !same {
-                    restore(t, &h);
+                    restore(t, &hidden);
                 }
-                (h, same)
+                same
             })
-        }) {
-            Ok(r) => r,
-            Err(e) => Err(e),
-        };
-        match hidden {
-            Ok((hidden, true)) => staged.push((i, hidden, who)),
-            Ok((_, false)) => out[i] = Some(Outcome::Kept(Keep::Replaced)),
+        })
+        .and_then(|r| r);
+        if !matches!(hid, Ok(true)) {
+            intents::end(seq);
+        }
+        match hid {
+            Ok(true) => staged.push((i, hidden, who, seq)),
+            Ok(false) => out[i] = Some(Outcome::Kept(Keep::Replaced)),
             Err(e) if dir::is_gone(&e) => out[i] = Some(Outcome::Gone),
             Err(e) if !who.is_root() && not_permitted(&e) => {
                 out[i] = Some(Outcome::Kept(Keep::NotPermitted(who.fsuid)))
@@ -339,7 +346,7 @@ pub fn remove_all(targets: &[Target], ignore: &[u32], dry_run: bool) -> Vec<Outc
     if !staged.is_empty() {
         let which: Vec<usize> = staged.iter().map(|&(i, ..)| i).collect();
         let again = gather(&probes, &which, ignore);
-        for ((i, hidden, who), b) in staged.into_iter().zip(again) {
+        for ((i, hidden, who, seq), b) in staged.into_iter().zip(again) {
             let t = &targets[i];
             let done = creds::as_principal(&who, || match b.keep() {
                 Some(keep) => {
@@ -358,6 +365,7 @@ pub fn remove_all(targets: &[Target], ignore: &[u32], dry_run: bool) -> Vec<Outc
                     }
                 },
             });
+            intents::end(seq);
             out[i] = Some(done.unwrap_or_else(Outcome::Failed));
         }
     }

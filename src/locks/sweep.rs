@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::files::dir::{self, DirContent};
+use crate::files::intents;
 use crate::files::removal::{self, Outcome, Shape, Target};
 use crate::files::verdict::{self, Content, PidInFile, OWNER_RECORD_MAX};
 use crate::host::escape::Esc;
@@ -149,7 +150,32 @@ fn walk(
         };
         for entry in entries.flatten() {
             let Ok(ft) = entry.file_type() else { continue };
-            let path = entry.path();
+            let mut path = entry.path();
+            // a lock the daemon hid and never finished with (it stopped):
+            // back under its name, then judged like the others
+            if let Some(name) = intents::orphan_of(&path, &intents::agent_alive) {
+                if matcher.classify(&name) != Match::Candidate {
+                    continue;
+                }
+                match intents::restore_orphan(&path, &name) {
+                    Ok(()) => {
+                        log::info!(
+                            "restored {}: the agent that hid it ({}) stopped before removing it",
+                            Esc::path(&name),
+                            Esc::path(&path)
+                        );
+                        path = name;
+                    }
+                    Err(e) => {
+                        errors.push(format!(
+                            "kept {}: hidden by an agent that stopped, and it cannot go back to {} ({e})",
+                            Esc::path(&path),
+                            Esc::path(&name)
+                        ));
+                        continue;
+                    }
+                }
+            }
             let candidate = matcher.classify(&path) == Match::Candidate;
             if ft.is_dir() {
                 if candidate {

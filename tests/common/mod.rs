@@ -89,15 +89,30 @@ impl Agent {
         Agent::spawn(args, &[])
     }
 
+    /// `start`, with these environment variables (a fail point).
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Agent {
+        Agent::spawn_env(
+            args,
+            &["--no-sockets", "--no-unix-sockets", "--no-pid-files"],
+            env,
+        )
+    }
+
     fn spawn(args: &[&str], extra: &[&str]) -> Agent {
+        Agent::spawn_env(args, extra, &[])
+    }
+
+    /// ARGS may name the --status-file (a restart on the same one);
+    /// otherwise the agent gets its own.
+    fn spawn_env(args: &[&str], extra: &[&str], env: &[(&str, &str)]) -> Agent {
         let state = test_dir("agent-state");
         let status = state.path().join("status.json");
         let mut cmd = Command::new(BIN);
-        cmd.arg("run")
-            .args(args)
-            .args(extra)
-            .arg("--status-file")
-            .arg(&status);
+        cmd.arg("run").args(args).args(extra);
+        if !args.contains(&"--status-file") {
+            cmd.arg("--status-file").arg(&status);
+        }
+        cmd.envs(env.iter().copied());
         if !args.contains(&"--pin-dir") {
             cmd.arg("--no-pin");
         }
@@ -141,7 +156,7 @@ impl Agent {
         self.state.path().join("status.json")
     }
 
-    fn exited(&mut self) -> bool {
+    pub fn exited(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
