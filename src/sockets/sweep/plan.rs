@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::state::{Entry, State};
-use crate::sockets::model::{Holder, PortFilter};
+use crate::sockets::model::{stale_line, Holder, Method, Named, PortFilter};
 use crate::sockets::sock_diag::DiagSock;
 
 /// What this run does with one socket.
@@ -145,7 +145,8 @@ pub fn utc(secs: u64) -> String {
     )
 }
 
-/// The one line for a stale socket.
+/// The one line for a stale socket (`model::stale_line`, with what a
+/// sweep knows of its age).
 pub fn describe(
     st: &Stale,
     what: &str,
@@ -153,21 +154,21 @@ pub fn describe(
     now_ms: u64,
     timeout: Duration,
 ) -> String {
-    let owner = match holder {
-        Some(h) => format!("pid {} ({})", h.pid, crate::host::escape::Esc::str(&h.comm)),
-        None => "no process found".to_string(),
-    };
-    format!(
-        "{what} CLOSE_WAIT socket {} -> {} in netns {}: in CLOSE_WAIT for at least {}s (seen first at {}), idle {}s (timeout {timeout:?}); owner {owner}; socket inode {}, cookie {}; method netlink",
-        st.sock.local,
-        st.sock.remote,
-        st.netns,
+    let age = format!(
+        "in CLOSE_WAIT for at least {}s (seen first at {}), idle {}s (timeout {timeout:?})",
         (now_ms / 1000).saturating_sub(st.entry.first_seen),
         utc(st.entry.first_seen),
         st.idle.as_secs(),
-        st.sock.inode,
-        st.sock.cookie,
-    )
+    );
+    let named = Named {
+        local: st.sock.local,
+        remote: st.sock.remote,
+        netns: st.netns,
+        ino: st.sock.inode as u64,
+        cookie: st.sock.cookie,
+        method: Method::Netlink,
+    };
+    stale_line(what, &named, &age, holder)
 }
 
 #[cfg(test)]
