@@ -7,7 +7,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -226,18 +226,6 @@ impl Drop for Daemon {
             eprintln!("--- daemon log ---\n{}\n---", self.text());
         }
     }
-}
-
-fn killed_lock(procs: &mut Procs, dir: &Path, name: &str) -> PathBuf {
-    let lock = dir.join(name);
-    let c = cstr(&lock);
-    let pid = procs.fork(move || {
-        create(&c, true, b"");
-        park();
-    });
-    assert!(wait_for(PATIENCE, || exists(&lock)));
-    procs.kill(pid, libc::SIGKILL);
-    lock
 }
 
 #[test]

@@ -459,6 +459,55 @@ pub fn agent_for(dir: &Path, extra: &[&str]) -> Agent {
     Agent::start(&args)
 }
 
+/// The ghost classes, by the name of their `--no-*` switch.
+pub const CLASSES: [&str; 4] = ["locks", "sockets", "unix-sockets", "pid-files"];
+
+/// `--no-*` for every class but `class` (one of CLASSES).
+fn all_but(class: &str) -> Vec<String> {
+    assert!(CLASSES.contains(&class), "{class} is not a class");
+    CLASSES
+        .iter()
+        .filter(|&&c| c != class)
+        .map(|c| format!("--no-{c}"))
+        .collect()
+}
+
+/// An agent acting under `dir` only, with only `class` on (one of
+/// CLASSES, e.g. "pid-files"), and `extra` arguments.
+pub fn agent_only(class: &str, dir: &Path, extra: &[&str]) -> Agent {
+    let d = path_arg(dir);
+    let off = all_but(class);
+    let mut args = vec!["--path", d.as_str()];
+    args.extend(off.iter().map(String::as_str));
+    args.extend_from_slice(extra);
+    Agent::start_exact(&args)
+}
+
+/// `eghostbuster sweep --path DIR` with only `class` on, and `extra`.
+pub fn sweep_only(class: &str, dir: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(["sweep", "--path"])
+        .arg(dir)
+        .args(all_but(class))
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// A lock file `name` in `dir` created (O_EXCL) by a process then killed
+/// with SIGKILL; its path.
+pub fn killed_lock(procs: &mut Procs, dir: &Path, name: &str) -> PathBuf {
+    let lock = dir.join(name);
+    let c = cstr(&lock);
+    let pid = procs.fork(move || {
+        create(&c, true, b"");
+        park();
+    });
+    assert!(wait_for(PATIENCE, || exists(&lock)));
+    procs.kill(pid, libc::SIGKILL);
+    lock
+}
+
 /// The agent removed `lock`: it is gone, and the agent said so on a line
 /// `removed PATH: …` (or `removed PATH (in the mount namespace …): …`)
 /// holding every one of `also`. Callers check that the lock existed (or
