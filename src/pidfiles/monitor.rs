@@ -12,8 +12,8 @@ use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, OpenObject};
 
 use crate::files::made::FileKey;
-use crate::host::pins;
 use crate::host::sysenv::{has_syscall_tracepoint, Unmet};
+use crate::host::{bpfmap, pins};
 use crate::pidfiles::bpf::types::bss;
 use crate::pidfiles::bpf::{PidfilesSkel, PidfilesSkelBuilder};
 use crate::pidfiles::kernel::{key_from_bytes, key_to_bytes, PidfKernel, Record};
@@ -165,14 +165,7 @@ impl PidfKernel for PidfMaps {
     }
 
     fn counters(&self) -> Option<(u64, u64, u64)> {
-        let bytes = self.bss.lookup(&0u32.to_ne_bytes(), MapFlags::ANY).ok()??;
-        // the whole .bss, as the generated type lays it out
-        let mut b: Box<bss> = Box::new(
-            // SAFETY: bss is Plain (integers and byte arrays): all-zero is valid.
-            unsafe { std::mem::zeroed() },
-        );
-        plain::copy_from_bytes(&mut *b, &bytes).ok()?;
-        let c = b.counters;
+        let c = bpfmap::read_section::<bss>(&self.bss)?.counters;
         Some((c.written, c.ringbuf_drops, c.table_full))
     }
 }

@@ -16,8 +16,8 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Iter, Link, MapCore, MapFlags, MapHandle, OpenObject};
 
 use crate::host::netns;
-use crate::host::pins;
 use crate::host::sysenv::Unmet;
+use crate::host::{bpfmap, pins};
 use crate::sockets::bpf::types::{bss, data_scope};
 use crate::sockets::bpf::{SocketsSkel, SocketsSkelBuilder};
 use crate::sockets::model::{decode_reaped, Method, PortFilter, ReapKind, Reaped, MAX_PORTS};
@@ -282,11 +282,7 @@ impl Reap for Reaper {
     }
 
     fn counters(&self) -> Option<(u64, u64)> {
-        let bytes = self.bss.lookup(&0u32.to_ne_bytes(), MapFlags::ANY).ok()??;
-        // the whole .bss, as the generated type lays it out
-        // SAFETY: bss is Plain (plain integers): all-zero is a valid value.
-        let mut bss: bss = unsafe { std::mem::zeroed() };
-        plain::copy_from_bytes(&mut bss, &bytes).ok()?;
-        Some((bss.counters.ringbuf_drops, bss.counters.storage_fail))
+        let c = bpfmap::read_section::<bss>(&self.bss)?.counters;
+        Some((c.ringbuf_drops, c.storage_fail))
     }
 }

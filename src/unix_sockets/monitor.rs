@@ -11,8 +11,8 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, OpenObject};
 
 use crate::files::made::FileKey;
-use crate::host::pins;
 use crate::host::sysenv::{has_syscall_tracepoint, Unmet};
+use crate::host::{bpfmap, pins};
 use crate::unix_sockets::bpf::types::bss;
 use crate::unix_sockets::bpf::{UnixSocketsSkel, UnixSocketsSkelBuilder};
 use crate::unix_sockets::kernel::{key_from_bytes, key_to_bytes, Record, UxsKernel};
@@ -116,14 +116,7 @@ impl UxsKernel for UxsMaps {
     }
 
     fn counters(&self) -> Option<(u64, u64, u64)> {
-        let bytes = self.bss.lookup(&0u32.to_ne_bytes(), MapFlags::ANY).ok()??;
-        // the whole .bss, as the generated type lays it out
-        let mut b: Box<bss> = Box::new(
-            // SAFETY: bss is Plain (integers and byte arrays): all-zero is valid.
-            unsafe { std::mem::zeroed() },
-        );
-        plain::copy_from_bytes(&mut *b, &bytes).ok()?;
-        let c = b.counters;
+        let c = bpfmap::read_section::<bss>(&self.bss)?.counters;
         Some((c.bound, c.ringbuf_drops, c.table_full))
     }
 }
