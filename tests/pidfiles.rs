@@ -276,18 +276,9 @@ fn daemons_that_die_while_no_agent_runs_are_judged_at_the_next_start() {
     }
     let dir = test_dir("pidf-restart");
     let pins = Pins::new("pidf-restart");
-    let d = path_arg(dir.path());
     let p = pins.arg();
-    let args = [
-        "--path",
-        d.as_str(),
-        "--no-locks",
-        "--no-sockets",
-        "--no-unix-sockets",
-        "--pin-dir",
-        p.as_str(),
-    ];
-    let mut first = Agent::start_exact(&args);
+    let args = ["--pin-dir", p.as_str()];
+    let mut first = agent_only(CLASS, dir.path(), &args);
     for name in ["pidf_files", "pidf_events", "pidf_link_sys_exit_openat"] {
         assert!(pins.pinned().iter().any(|n| n == name), "{name} not pinned");
     }
@@ -301,7 +292,7 @@ fn daemons_that_die_while_no_agent_runs_are_judged_at_the_next_start() {
         procs.kill(pid, libc::SIGKILL);
         procs.reap(pid);
     }
-    let second = Agent::start_exact(&args);
+    let second = agent_only(CLASS, dir.path(), &args);
     for (name, pid) in [("before.pid", before), ("during.pid", during)] {
         let f = dir.path().join(name);
         assert!(wait_for(PATIENCE, || !exists(&f)), "{}", second.log_text());

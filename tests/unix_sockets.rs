@@ -349,18 +349,9 @@ fn binders_that_die_while_no_daemon_runs_are_judged_at_the_next_start() {
     }
     let dir = test_dir("uxs-restart");
     let pins = Pins::new("uxs-restart");
-    let d = path_arg(dir.path());
     let p = pins.arg();
-    let args = [
-        "--path",
-        d.as_str(),
-        "--no-locks",
-        "--no-sockets",
-        "--no-pid-files",
-        "--pin-dir",
-        p.as_str(),
-    ];
-    let mut first = Agent::start_exact(&args);
+    let args = ["--pin-dir", p.as_str()];
+    let mut first = agent_only(CLASS, dir.path(), &args);
     for name in ["uxs_files", "uxs_events", "uxs_link_sys_exit_bind"] {
         assert!(pins.pinned().iter().any(|n| n == name), "{name} not pinned");
     }
@@ -377,7 +368,7 @@ fn binders_that_die_while_no_daemon_runs_are_judged_at_the_next_start() {
         procs.reap(pid);
     }
     assert!(exists(&before) && exists(&during));
-    let second = Agent::start_exact(&args);
+    let second = agent_only(CLASS, dir.path(), &args);
     for s in [&before, &during] {
         assert!(wait_for(PATIENCE, || !exists(s)), "{}", second.log_text());
         assert!(second.wait_log(&[&format!(
