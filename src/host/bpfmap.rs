@@ -1,8 +1,59 @@
-//! A BPF object's global sections (`.bss`, `.data.*`) read through the
-//! types libbpf-cargo generates for them: the one reader every class's
-//! kernel counters go through.
+//! Reading a class's BPF maps: its global sections (`.bss`, `.data.*`)
+//! through the types libbpf-cargo generates for them (the one reader every
+//! class's kernel counters go through), and a table of records by key
+//! through the class's own codec.
 
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
+
+/// A hash map of records by key, each side read and written through the
+/// class's kernel contract (its key and record codecs).
+pub struct Table<K, R> {
+    map: MapHandle,
+    key_to_bytes: fn(K) -> Vec<u8>,
+    key_from_bytes: fn(&[u8]) -> Result<K, String>,
+    decode: fn(&[u8]) -> Result<R, String>,
+}
+
+impl<K: Copy, R> Table<K, R> {
+    pub fn new(
+        map: MapHandle,
+        key_to_bytes: fn(K) -> Vec<u8>,
+        key_from_bytes: fn(&[u8]) -> Result<K, String>,
+        decode: fn(&[u8]) -> Result<R, String>,
+    ) -> Self {
+        Table {
+            map,
+            key_to_bytes,
+            key_from_bytes,
+            decode,
+        }
+    }
+
+    /// The record under `key`; None when there is none or it does not decode.
+    pub fn get(&self, key: K) -> Option<R> {
+        let bytes = self
+            .map
+            .lookup(&(self.key_to_bytes)(key), MapFlags::ANY)
+            .ok()??;
+        (self.decode)(&bytes).ok()
+    }
+
+    /// Drop the record under `key`, if any.
+    pub fn delete(&self, key: K) {
+        let _ = self.map.delete(&(self.key_to_bytes)(key));
+    }
+
+    /// Every record that decodes, with its key.
+    pub fn entries(&self) -> Vec<(K, R)> {
+        self.map
+            .keys()
+            .filter_map(|k| {
+                let key = (self.key_from_bytes)(&k).ok()?;
+                Some((key, self.get(key)?))
+            })
+            .collect()
+    }
+}
 
 /// The whole of a global-section map (one entry, key 0) as its generated
 /// type `T` lays it out; None when the map cannot be read. The map's
@@ -49,24 +100,55 @@ mod tests {
         );
     }
 
+    fn map(kind: libbpf_rs::MapType, name: &str, value_size: u32, entries: u32) -> MapHandle {
+        let opts = libbpf_rs::libbpf_sys::bpf_map_create_opts {
+            sz: std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_map_create_opts>() as _,
+            ..Default::default()
+        };
+        MapHandle::create(kind, Some(name), 4, value_size, entries, &opts)
+            .expect("a BPF map, as root")
+    }
+
+    #[test]
+    fn a_table_reads_through_its_codecs() {
+        if !privileged("creating a BPF hash map") {
+            return;
+        }
+        let m = map(libbpf_rs::MapType::Hash, "egb_test_tab", 8, 8);
+        for (k, v) in [(1u32, 10u64), (2, 20), (3, u64::MAX)] {
+            m.update(&k.to_ne_bytes(), &v.to_ne_bytes(), MapFlags::ANY)
+                .unwrap();
+        }
+        // u64::MAX stands for a record that does not decode
+        let t: Table<u32, u64> = Table::new(
+            m,
+            |k| k.to_ne_bytes().to_vec(),
+            |b| Ok(u32::from_ne_bytes(b.try_into().map_err(|_| "short key")?)),
+            |b| match u64::from_ne_bytes(b.try_into().map_err(|_| "short record")?) {
+                u64::MAX => Err("garbage".to_string()),
+                v => Ok(v),
+            },
+        );
+        assert_eq!(t.get(2), Some(20));
+        assert_eq!(t.get(3), None);
+        assert_eq!(t.get(4), None);
+        let mut all = t.entries();
+        all.sort();
+        assert_eq!(all, vec![(1, 10), (2, 20)]);
+        t.delete(1);
+        t.delete(9); // nothing there: no error
+        assert_eq!(t.get(1), None);
+        let mut all = t.entries();
+        all.sort();
+        assert_eq!(all, vec![(2, 20)]);
+    }
+
     #[test]
     fn a_real_array_map_reads_back() {
         if !privileged("creating a BPF array map") {
             return;
         }
-        let opts = libbpf_rs::libbpf_sys::bpf_map_create_opts {
-            sz: std::mem::size_of::<libbpf_rs::libbpf_sys::bpf_map_create_opts>() as _,
-            ..Default::default()
-        };
-        let map = MapHandle::create(
-            libbpf_rs::MapType::Array,
-            Some("egb_test_sec"),
-            4,
-            12,
-            1,
-            &opts,
-        )
-        .expect("an array map, as root");
+        let map = map(libbpf_rs::MapType::Array, "egb_test_sec", 12, 1);
         let mut value = 42u64.to_ne_bytes().to_vec();
         value.extend_from_slice(&5u32.to_ne_bytes());
         map.update(&0u32.to_ne_bytes(), &value, MapFlags::ANY)

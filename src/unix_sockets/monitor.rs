@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, OpenObject};
+use libbpf_rs::{Link, MapHandle, OpenObject};
 
 use crate::files::made::FileKey;
 use crate::host::sysenv::{has_syscall_tracepoint, Unmet};
@@ -79,14 +79,19 @@ pub fn load<'obj>(
 
 /// The kernel's table, by map handles the worker thread owns.
 pub struct UxsMaps {
-    files: MapHandle,
+    files: bpfmap::Table<FileKey, Record>,
     bss: MapHandle,
 }
 
 impl UxsMaps {
     pub fn of(skel: &UnixSocketsSkel<'_>) -> Result<Self> {
         Ok(UxsMaps {
-            files: MapHandle::try_from(&skel.maps.uxs_files).context("uxs_files map")?,
+            files: bpfmap::Table::new(
+                MapHandle::try_from(&skel.maps.uxs_files).context("uxs_files map")?,
+                key_to_bytes,
+                key_from_bytes,
+                Record::decode,
+            ),
             bss: MapHandle::try_from(&skel.maps.bss).context("socket-file .bss map")?,
         })
     }
@@ -94,25 +99,15 @@ impl UxsMaps {
 
 impl UxsKernel for UxsMaps {
     fn record(&self, key: FileKey) -> Option<Record> {
-        let bytes = self
-            .files
-            .lookup(&key_to_bytes(key), MapFlags::ANY)
-            .ok()??;
-        Record::decode(&bytes).ok()
+        self.files.get(key)
     }
 
     fn forget(&self, key: FileKey) {
-        let _ = self.files.delete(&key_to_bytes(key));
+        self.files.delete(key)
     }
 
     fn records(&self) -> Vec<(FileKey, Record)> {
-        self.files
-            .keys()
-            .filter_map(|k| {
-                let key = key_from_bytes(&k).ok()?;
-                Some((key, self.record(key)?))
-            })
-            .collect()
+        self.files.entries()
     }
 
     fn counters(&self) -> Option<(u64, u64, u64)> {
