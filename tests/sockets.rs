@@ -6,15 +6,14 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 mod common;
 
 use common::sockets::*;
-use common::{emulated, privileged, Agent, Netns, BIN};
+use common::{emulated, privileged, Agent, Netns, Unnamed, BIN};
 
 const TIMEOUT: &str = "2s";
 const TIMEOUT_S: f64 = 2.0;
@@ -560,59 +559,6 @@ fn bad_socket_flags_are_usage_errors() {
         let out = Command::new(BIN).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(!out.stderr.is_empty());
-    }
-}
-
-/// A process in a network namespace of its own with no name under
-/// /run/netns, as a container's: `unshare -n sleep`, killed by PID on drop.
-struct Unnamed(Child);
-
-impl Unnamed {
-    fn new() -> Unnamed {
-        let child = Command::new("unshare")
-            .args(["--net", "sleep", "600"])
-            .spawn()
-            .expect("unshare --net sleep");
-        let u = Unnamed(child);
-        let pid = u.0.id().to_string();
-        let own = std::fs::read_link("/proc/self/ns/net").unwrap();
-        let end = Instant::now() + Duration::from_secs(5);
-        // wait for unshare to have made the namespace and exec'd sleep
-        while std::fs::read_link(format!("/proc/{pid}/ns/net"))
-            .ok()
-            .as_ref()
-            == Some(&own)
-            || std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default() != "sleep\n"
-        {
-            assert!(Instant::now() < end, "unshare did not start");
-            thread::sleep(Duration::from_millis(20));
-        }
-        let ok = Command::new("nsenter")
-            .args(["-t", &pid, "-n", "ip", "link", "set", "lo", "up"])
-            .status();
-        assert!(ok.is_ok_and(|s| s.success()), "bringing lo up");
-        u
-    }
-
-    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let file = std::fs::File::open(format!("/proc/{}/ns/net", self.0.id())).unwrap();
-        thread::scope(|s| {
-            s.spawn(move || {
-                // SAFETY: setns on a descriptor we own, for this thread only.
-                let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .unwrap()
-        })
-    }
-}
-
-impl Drop for Unnamed {
-    fn drop(&mut self) {
-        let _ = self.0.kill(); // by PID: our own child
-        let _ = self.0.wait();
     }
 }
 
