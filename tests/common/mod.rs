@@ -409,6 +409,50 @@ pub fn validate(text: &str) -> Result<usize, String> {
     Ok(samples)
 }
 
+/// `eghostbuster ARGS...` run to the end, stdin closed.
+pub fn bin(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running the binary")
+}
+
+/// Its stderr, as text.
+pub fn err_of(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// One line on stderr, exit 2, and no `ready`.
+pub fn one_line_usage(o: &std::process::Output, mention: &str) {
+    let err = err_of(o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err:?}");
+    assert!(
+        err.contains(mention),
+        "{err:?} does not mention {mention:?}"
+    );
+    assert!(!err.contains("ready"), "{err}");
+}
+
+/// A value clap's parser refused: its whole message, the first line
+/// naming the problem, exit 2, nothing started.
+pub fn clap_usage(o: &std::process::Output, mention: &str) {
+    let err = err_of(o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    let first = err.lines().next().unwrap_or("");
+    assert!(
+        first.starts_with("error: ") && first.contains(mention),
+        "{err}"
+    );
+    assert!(!err.contains("ready"), "{err}");
+}
+
+/// Write `text` to `p`.
+pub fn write(p: &Path, text: &str) {
+    std::fs::write(p, text).unwrap();
+}
+
 /// A finished command's stdout and stderr, as text.
 pub fn text(o: &std::process::Output) -> (String, String) {
     (
