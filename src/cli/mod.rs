@@ -14,10 +14,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use crate::sockets::monitor::DestroyChoice;
 pub use shared::{
-    LockScope, LogArgs, LogFormat, LogTimestamp, NoEvidenceArgs, PidFileScope, SocketScope,
-    Switches,
+    DestroyChoice, LockScope, LogArgs, LogFormat, LogTimestamp, NoEvidenceArgs, PidFileScope,
+    SocketScope, Switches,
 };
 use values::{
     parse_listen, parse_ring_size, parse_scope, parse_state_file, parse_status_file, parse_textfile,

@@ -114,6 +114,17 @@ pub struct LockScope {
     pub excludes: Vec<String>,
 }
 
+/// `--socket-destroy`: how stale sockets are destroyed
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DestroyChoice {
+    /// bpf_sock_destroy when the kernel has it (6.5+), netlink otherwise
+    Auto,
+    /// bpf_sock_destroy from the reaper iterator; fail when missing
+    Kfunc,
+    /// sock_diag SOCK_DESTROY from user space (CONFIG_INET_DIAG_DESTROY)
+    Netlink,
+}
+
 /// Which CLOSE_WAIT sockets, and how long they may idle: shared by `run`
 /// and `sweep`.
 #[derive(Debug, Clone, Args)]

@@ -7,6 +7,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+pub use crate::host::netns::Holder;
 use crate::sockets::bpf::types::{sock_event, sock_event_kind, sock_reap, sock_reap_kind};
 
 pub const AF_INET: u16 = 2;
@@ -252,13 +253,6 @@ impl Scheduler {
 pub fn deadline(entered_ns: u64, timeout: Duration, now_boot_ns: u64, now: Instant) -> Instant {
     let stale_ns = entered_ns.saturating_add(timeout.as_nanos() as u64);
     now + Duration::from_nanos(stale_ns.saturating_sub(now_boot_ns))
-}
-
-/// Who has the socket open.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Holder {
-    pub pid: u32,
-    pub comm: String,
 }
 
 fn secs(d: Duration) -> String {

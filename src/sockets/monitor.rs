@@ -15,6 +15,7 @@ use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Iter, Link, MapCore, MapFlags, MapHandle, OpenObject};
 
+use crate::cli::DestroyChoice;
 use crate::host::netns;
 use crate::host::sysenv::Unmet;
 use crate::host::{bpfmap, pins};
@@ -22,17 +23,6 @@ use crate::sockets::bpf::types::{bss, data_scope};
 use crate::sockets::bpf::{SocketsSkel, SocketsSkelBuilder};
 use crate::sockets::model::{decode_reaped, Method, PortFilter, ReapKind, Reaped, MAX_PORTS};
 use crate::sockets::sock_diag;
-
-/// `--socket-destroy`
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum DestroyChoice {
-    /// bpf_sock_destroy when the kernel has it (6.5+), netlink otherwise
-    Auto,
-    /// bpf_sock_destroy from the reaper iterator; fail when missing
-    Kfunc,
-    /// sock_diag SOCK_DESTROY from user space (CONFIG_INET_DIAG_DESTROY)
-    Netlink,
-}
 
 pub struct SockBpfConfig {
     pub timeout: Duration,
