@@ -15,7 +15,7 @@ fn main() {
     match env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
         Ok("x86_64") | Err(_) => {}
         Ok(other) => panic!(
-            "eghostbuster builds for x86_64 only: there is no vmlinux/{other}/vmlinux.h and the BPF programs are only tested on x86_64 (target architecture {other})"
+            "eghostbuster builds for x86_64 only, not for {other}: the BPF programs are compiled for x86 (-D__TARGET_ARCH_x86) and read syscall arguments from x86_64's saved registers, and there is no vmlinux/{other}/vmlinux.h; build with --target x86_64-unknown-linux-gnu"
         ),
     }
     let vmlinux = PathBuf::from("vmlinux/x86_64");

@@ -17,13 +17,6 @@ const BACKENDS: [(&[&str], &str); 2] = [
     (&["--force-holders-fallback"], "/proc walk (forced"),
 ];
 
-fn agent_for(dir: &Path, extra: &[&str]) -> Agent {
-    let d = path_arg(dir);
-    let mut args = vec!["--path", d.as_str()];
-    args.extend_from_slice(extra);
-    Agent::start(&args)
-}
-
 /// The status file's holder backend, once the agent has written it (its
 /// first write follows the ready line).
 fn features_holders(agent: &Agent) -> String {

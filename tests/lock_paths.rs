@@ -45,16 +45,6 @@ impl Drop for Strays {
     }
 }
 
-fn read_pid(p: &Path) -> i32 {
-    assert!(
-        wait_for(PATIENCE, || std::fs::read_to_string(p)
-            .is_ok_and(|s| s.trim().parse::<i32>().is_ok())),
-        "no pid in {}",
-        p.display()
-    );
-    std::fs::read_to_string(p).unwrap().trim().parse().unwrap()
-}
-
 #[test]
 fn link_dotlocks_of_a_killed_owner_are_removed() {
     if !privileged() {
@@ -393,9 +383,9 @@ fn lock_in_a_private_mount_namespace_is_removed_there() {
         "exec unshare --mount --propagation private sh ./ns.sh",
         dir.path(),
     );
-    let helper = read_pid(&dir.path().join("helper.pid"));
+    let helper = read_pid_file(&dir.path().join("helper.pid"));
     let _strays = Strays(vec![helper]);
-    let creator = read_pid(&dir.path().join("creator.pid"));
+    let creator = read_pid_file(&dir.path().join("creator.pid"));
     let there =
         |p: &Path| -> PathBuf { PathBuf::from(format!("/proc/{helper}/root{}", p.display())) };
     for p in [&host_x, &host_y] {
@@ -445,7 +435,7 @@ fn pid_written_in_a_pid_namespace_is_read_there() {
         dir.path(),
     );
     assert!(wait_for(PATIENCE, || exists(&lock)));
-    let nspid: u32 = read_pid(&lock) as u32;
+    let nspid: u32 = read_pid_file(&lock) as u32;
     assert!(
         agent.wait_log(&["kept", "p.lock", "names live pid"]),
         "{}",

@@ -16,18 +16,6 @@ fn http_get(addr: &str, path: &str) -> String {
     out
 }
 
-fn killed_lock(procs: &mut Procs, dir: &std::path::Path, name: &str) -> std::path::PathBuf {
-    let lock = dir.join(name);
-    let c = cstr(&lock);
-    let pid = procs.fork(move || {
-        create(&c, true, b"");
-        park();
-    });
-    assert!(wait_for(PATIENCE, || exists(&lock)));
-    procs.kill(pid, libc::SIGKILL);
-    lock
-}
-
 #[test]
 fn endpoint_serves_counters_after_a_removal() {
     if !privileged() {

@@ -1,7 +1,7 @@
-//! Operating the daemon (issue 16, issue 12 items 6 and 8): durations and
-//! usage errors, the config file and `check-config`, SIGHUP and the other
-//! signals, structured logs, the supervisor protocol, status, and bad
-//! input refused before anything starts.
+//! Operating the daemon (issue 16, issue 12 items 6 and 8): the config
+//! file, SIGHUP and the other signals, structured logs, the supervisor
+//! protocol, status, and what a running daemon refuses. (Usage errors and
+//! `check-config`: tests/cli.rs.)
 
 mod common;
 #[path = "common/user.rs"]
@@ -10,149 +10,14 @@ mod user;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::sockets::tcp_state;
 use common::*;
 use user::TestUser;
-
-fn bin(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running the binary")
-}
-
-fn err_of(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// One line on stderr, exit 2, and no `ready`.
-fn one_line_usage(o: &Output, mention: &str) {
-    let err = err_of(o);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err:?}");
-    assert!(
-        err.contains(mention),
-        "{err:?} does not mention {mention:?}"
-    );
-    assert!(!err.contains("ready"), "{err}");
-}
-
-/// A value clap's parser refused: its whole message, the first line
-/// naming the problem, exit 2, nothing started.
-fn clap_usage(o: &Output, mention: &str) {
-    let err = err_of(o);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    let first = err.lines().next().unwrap_or("");
-    assert!(
-        first.starts_with("error: ") && first.contains(mention),
-        "{err}"
-    );
-    assert!(!err.contains("ready"), "{err}");
-}
-
-#[test]
-fn durations_take_units_and_a_bare_number_names_the_fix() {
-    // parsed before anything loads: no root needed to see the refusal
-    let o = bin(&["run", "--close-wait-timeout", "5"]);
-    clap_usage(&o, "write 5s");
-    for good in ["1m30s", "1.5m", "1d", "500ms", "2h"] {
-        let o = bin(&[
-            "run",
-            "--close-wait-timeout",
-            good,
-            "--no-locks",
-            "--no-sockets",
-            "--no-unix-sockets",
-            "--no-pid-files",
-        ]);
-        // accepted: the refusal is about the monitors, not the duration
-        one_line_usage(&o, "nothing to monitor");
-    }
-}
-
-#[test]
-fn usage_errors_keep_clap_s_whole_message() {
-    let o = bin(&["run", "--log-format", "jsn"]);
-    let err = err_of(&o);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(
-        err.contains("possible values") && err.contains("json"),
-        "{err}"
-    );
-    let o = bin(&["run", "--dry-rn"]);
-    let err = err_of(&o);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("--dry-run"), "no suggestion: {err}");
-}
-
-#[test]
-fn bad_ports_and_status_files_are_refused_before_anything_starts() {
-    clap_usage(&bin(&["run", "--port", "0"]), "--port");
-    clap_usage(&bin(&["sweep", "--exclude-port", "0"]), "--exclude-port");
-    clap_usage(
-        &bin(&["run", "--status-file", "/proc/version"]),
-        "not a place for a status file",
-    );
-    clap_usage(&bin(&["status", "--status-file", "/dev/zero"]), "/dev");
-    one_line_usage(
-        &bin(&[
-            "run",
-            "--status-file",
-            "/nonexistent-egb/x/y.json",
-            "--no-pin",
-        ]),
-        "no such directory",
-    );
-    assert!(!Path::new("/nonexistent-egb").exists());
-}
-
-fn write(p: &Path, text: &str) {
-    std::fs::write(p, text).unwrap();
-}
-
-#[test]
-fn check_config_says_valid_or_names_the_problem() {
-    let d = test_dir("checkcfg");
-    let good = d.path().join("good.toml");
-    write(
-        &good,
-        "[locks]\npaths = [\"/srv\"]\n[sockets]\nclose_wait_timeout = \"1m30s\"\nports = [8080]\n[log]\nlevel = \"debug\"\n",
-    );
-    let o = bin(&["check-config", "--config", good.to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(0), "{}", err_of(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("valid"));
-    // the shipped file: every key commented out, valid
-    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/eghostbuster.toml");
-    let o = bin(&["check-config", "--config", shipped]);
-    assert_eq!(o.status.code(), Some(0), "{}", err_of(&o));
-    for (text, mention) in [
-        ("[locks]\npath = [\"/srv\"]\n", "unknown field"),
-        ("[sockets]\nclose_wait_timeout = \"5\"\n", "write 5s"),
-        ("[sockets]\nports = [0]\n", "--port"),
-        ("[locks]\ninclude = [\"[x\"]\n", "bad glob"),
-        ("[run]\nstatus_file = \"/proc/version\"\n", "status file"),
-        ("this is not toml", "line 1"),
-    ] {
-        let bad = d.path().join("bad.toml");
-        write(&bad, text);
-        let o = bin(&["check-config", "--config", bad.to_str().unwrap()]);
-        one_line_usage(&o, mention);
-        assert!(err_of(&o).contains("bad.toml"), "{}", err_of(&o));
-        // run refuses the same file the same way
-        let o = bin(&["run", "--config", bad.to_str().unwrap()]);
-        one_line_usage(&o, mention);
-    }
-    one_line_usage(
-        &bin(&["run", "--config", "/nonexistent-egb.toml"]),
-        "No such file",
-    );
-}
 
 /// A daemon started by hand (the common helper sets RUST_LOG and its own
 /// flags): scoped, unpinned, its status file in `state`, its stderr
@@ -230,18 +95,6 @@ impl Drop for Daemon {
             eprintln!("--- daemon log ---\n{}\n---", self.text());
         }
     }
-}
-
-fn killed_lock(procs: &mut Procs, dir: &Path, name: &str) -> PathBuf {
-    let lock = dir.join(name);
-    let c = cstr(&lock);
-    let pid = procs.fork(move || {
-        create(&c, true, b"");
-        park();
-    });
-    assert!(wait_for(PATIENCE, || exists(&lock)));
-    procs.kill(pid, libc::SIGKILL);
-    lock
 }
 
 #[test]

@@ -5,23 +5,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 
-/// An agent acting on PID files under `dir` only.
-fn agent_for(dir: &Path, extra: &[&str]) -> Agent {
-    let d = path_arg(dir);
-    let mut args = vec![
-        "--path",
-        d.as_str(),
-        "--no-locks",
-        "--no-sockets",
-        "--no-unix-sockets",
-    ];
-    args.extend_from_slice(extra);
-    Agent::start_exact(&args)
-}
+const CLASS: &str = "pid-files";
 
 /// A shell daemon: writes its PID to `name`, then becomes `sleep`.
 fn daemon(procs: &mut Procs, dir: &Path, name: &str) -> i32 {
@@ -36,7 +23,7 @@ fn a_killed_shell_daemon_leaves_no_pid_file() {
         return;
     }
     let dir = test_dir("pidf-kill");
-    let agent = agent_for(dir.path(), &[]);
+    let agent = agent_only(CLASS, dir.path(), &[]);
     let mut procs = Procs::default();
     let pidfile = dir.path().join("x.pid");
     let pid = daemon(&mut procs, dir.path(), "x.pid");
@@ -60,7 +47,7 @@ fn live_multi_line_and_flocked_pid_files_are_kept_while_a_dead_one_goes() {
         return;
     }
     let dir = test_dir("pidf-keep");
-    let agent = agent_for(dir.path(), &[]);
+    let agent = agent_only(CLASS, dir.path(), &[]);
     let mut procs = Procs::default();
     let d = dir.path();
     let control = daemon(&mut procs, d, "control.pid");
@@ -135,7 +122,7 @@ fn the_owner_is_the_process_the_file_names() {
         return;
     }
     let dir = test_dir("pidf-named");
-    let agent = agent_for(dir.path(), &[]);
+    let agent = agent_only(CLASS, dir.path(), &[]);
     let mut procs = Procs::default();
     let d = dir.path();
     // a parent writes its child's PID (`cmd & echo $! > x.pid`), and
@@ -180,7 +167,7 @@ fn a_pid_is_read_in_the_writers_pid_namespace() {
         return;
     }
     let dir = test_dir("pidf-pidns");
-    let agent = agent_for(dir.path(), &[]);
+    let agent = agent_only(CLASS, dir.path(), &[]);
     let mut procs = Procs::default();
     let d = dir.path();
     let control = daemon(&mut procs, d, "control.pid");
@@ -215,7 +202,7 @@ fn dry_run_says_what_it_would_remove_and_keeps_it() {
         return;
     }
     let dir = test_dir("pidf-dry");
-    let agent = agent_for(dir.path(), &["--dry-run"]);
+    let agent = agent_only(CLASS, dir.path(), &["--dry-run"]);
     let mut procs = Procs::default();
     let pid = daemon(&mut procs, dir.path(), "dry.pid");
     let p = dir.path().join("dry.pid");
@@ -226,16 +213,6 @@ fn dry_run_says_what_it_would_remove_and_keeps_it() {
         p.display()
     )]));
     assert!(exists(&p));
-}
-
-fn sweep(dir: &Path, extra: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .args(["sweep", "--path"])
-        .arg(dir)
-        .args(["--no-locks", "--no-sockets", "--no-unix-sockets"])
-        .args(extra)
-        .output()
-        .unwrap()
 }
 
 #[test]
@@ -261,7 +238,7 @@ fn sweep_removes_pid_files_naming_dead_pids_with_no_daemon() {
         procs.kill(p, libc::SIGKILL);
         procs.reap(p);
     }
-    let dry = sweep(d, &["--dry-run"]);
+    let dry = sweep_only(CLASS, d, &["--dry-run"]);
     let (out, err) = text(&dry);
     assert_eq!(dry.status.code(), Some(0), "{err}");
     assert_eq!(
@@ -271,7 +248,7 @@ fn sweep_removes_pid_files_naming_dead_pids_with_no_daemon() {
             d.join("dead.pid").display()
         )
     );
-    let o = sweep(d, &[]);
+    let o = sweep_only(CLASS, d, &[]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert_eq!(
@@ -286,7 +263,10 @@ fn sweep_removes_pid_files_naming_dead_pids_with_no_daemon() {
         assert!(exists(&d.join(kept)), "{kept} removed");
     }
     // nothing more to do: no output
-    assert_eq!(text(&sweep(d, &[])), (String::new(), String::new()));
+    assert_eq!(
+        text(&sweep_only(CLASS, d, &[])),
+        (String::new(), String::new())
+    );
 }
 
 #[test]
@@ -296,18 +276,9 @@ fn daemons_that_die_while_no_agent_runs_are_judged_at_the_next_start() {
     }
     let dir = test_dir("pidf-restart");
     let pins = Pins::new("pidf-restart");
-    let d = path_arg(dir.path());
     let p = pins.arg();
-    let args = [
-        "--path",
-        d.as_str(),
-        "--no-locks",
-        "--no-sockets",
-        "--no-unix-sockets",
-        "--pin-dir",
-        p.as_str(),
-    ];
-    let mut first = Agent::start_exact(&args);
+    let args = ["--pin-dir", p.as_str()];
+    let mut first = agent_only(CLASS, dir.path(), &args);
     for name in ["pidf_files", "pidf_events", "pidf_link_sys_exit_openat"] {
         assert!(pins.pinned().iter().any(|n| n == name), "{name} not pinned");
     }
@@ -321,7 +292,7 @@ fn daemons_that_die_while_no_agent_runs_are_judged_at_the_next_start() {
         procs.kill(pid, libc::SIGKILL);
         procs.reap(pid);
     }
-    let second = Agent::start_exact(&args);
+    let second = agent_only(CLASS, dir.path(), &args);
     for (name, pid) in [("before.pid", before), ("during.pid", during)] {
         let f = dir.path().join(name);
         assert!(wait_for(PATIENCE, || !exists(&f)), "{}", second.log_text());

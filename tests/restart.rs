@@ -4,27 +4,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::sockets::{wait_state, TCP_CLOSE, TCP_CLOSE_WAIT};
 use common::*;
-
-/// A pin directory of the test's own; unpinned on drop.
-struct Pins(PathBuf);
-
-impl Pins {
-    fn new(name: &str) -> Pins {
-        Pins(PathBuf::from(format!(
-            "/sys/fs/bpf/egb-test-{}-{name}",
-            std::process::id()
-        )))
-    }
-
-    fn arg(&self) -> String {
-        self.0.display().to_string()
-    }
-}
 
 impl Pins {
     /// Every name in `want` is pinned in this version's directory; then
@@ -52,14 +36,6 @@ impl Pins {
             .unwrap();
         assert_eq!(out.status.code(), Some(0), "{out:?}");
         assert!(!self.0.exists(), "pins left behind");
-    }
-}
-
-impl Drop for Pins {
-    fn drop(&mut self) {
-        let _ = Command::new(BIN)
-            .args(["unpin", "--pin-dir", &self.arg()])
-            .output();
     }
 }
 

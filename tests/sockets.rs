@@ -6,20 +6,29 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 mod common;
 
 use common::sockets::*;
-use common::{emulated, privileged, Agent, Netns, BIN};
+use common::{emulated, privileged, Agent, Netns, Unnamed, BIN};
 
 const TIMEOUT: &str = "2s";
 const TIMEOUT_S: f64 = 2.0;
+
 /// Generous: the socket must be gone well within this after its timeout.
 const PATIENCE: Duration = Duration::from_secs(10);
+
+/// An agent for the CLOSE_WAIT sockets on `port` only (lock files left
+/// out), idle for TIMEOUT, with `extra` arguments.
+fn socket_agent(port: u16, extra: &[&str]) -> Agent {
+    let p = port.to_string();
+    let mut args = vec!["--no-locks", "--close-wait-timeout", TIMEOUT, "--port", &p];
+    args.extend_from_slice(extra);
+    Agent::start(&args)
+}
 
 // Emulated (common::emulated), every timer fires late by whatever the
 // emulation costs: bounds on lateness widen to PATIENCE there; bounds on
@@ -48,10 +57,7 @@ fn destroyed_idle_socket(loopback: &str, extra: &[&str], method: &str) {
         return;
     }
     let port = free_port(loopback);
-    let p = port.to_string();
-    let mut args = vec!["--no-locks", "--close-wait-timeout", TIMEOUT, "--port", &p];
-    args.extend_from_slice(extra);
-    let agent = Agent::start(&args);
+    let agent = socket_agent(port, extra);
     let (s, _l, peer) = close_wait(format!("{loopback}:{port}").parse().unwrap());
     assert_destroyed(&s, &agent);
     let line = agent.wait_log_line(
@@ -148,16 +154,7 @@ fn idle_close_wait_v4_mapped_is_destroyed_by_netlink() {
         return;
     }
     let port = free_port("[::]");
-    let p = port.to_string();
-    let agent = Agent::start(&[
-        "--no-locks",
-        "--close-wait-timeout",
-        TIMEOUT,
-        "--port",
-        &p,
-        "--socket-destroy",
-        "netlink",
-    ]);
+    let agent = socket_agent(port, &["--socket-destroy", "netlink"]);
     let l = TcpListener::bind(("::", port)).unwrap();
     let c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let (s, peer) = l.accept().unwrap();
@@ -184,10 +181,7 @@ fn half_closed_sender(extra: &[&str]) {
         return;
     }
     let port = free_port("127.0.0.1");
-    let p = port.to_string();
-    let mut args = vec!["--no-locks", "--close-wait-timeout", TIMEOUT, "--port", &p];
-    args.extend_from_slice(extra);
-    let agent = Agent::start(&args);
+    let agent = socket_agent(port, extra);
     // the fallback says so (that its clock is the one used, the
     // idle_fallback_… test shows)
     assert_eq!(
@@ -242,12 +236,12 @@ fn one_send_then_quiet(fallback: bool) {
         return;
     }
     let port = free_port("127.0.0.1");
-    let p = port.to_string();
-    let mut args = vec!["--no-locks", "--close-wait-timeout", TIMEOUT, "--port", &p];
-    if fallback {
-        args.push("--force-idle-fallback");
-    }
-    let agent = Agent::start(&args);
+    let fallback_flag: &[&str] = if fallback {
+        &["--force-idle-fallback"]
+    } else {
+        &[]
+    };
+    let agent = socket_agent(port, fallback_flag);
     assert_eq!(
         agent.log_has("kernel tick rate unknown"),
         fallback,
@@ -331,10 +325,7 @@ fn blocked_writer(extra: &[&str]) {
         return;
     }
     let port = free_port("127.0.0.1");
-    let p = port.to_string();
-    let mut args = vec!["--no-locks", "--close-wait-timeout", TIMEOUT, "--port", &p];
-    args.extend_from_slice(extra);
-    let agent = Agent::start(&args);
+    let agent = socket_agent(port, extra);
     let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
     let mut blocked = BlockedWriter::start(&l);
     let entered = Instant::now();
@@ -364,8 +355,7 @@ fn server_that_closes_in_time_is_left_alone() {
         return;
     }
     let port = free_port("127.0.0.1");
-    let p = port.to_string();
-    let agent = Agent::start(&["--no-locks", "--close-wait-timeout", TIMEOUT, "--port", &p]);
+    let agent = socket_agent(port, &[]);
     let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
     let (s, peer) = close_wait_on(&l);
     thread::sleep(Duration::from_millis(500));
@@ -388,8 +378,7 @@ fn idle_established_connection_is_never_touched() {
         return;
     }
     let port = free_port("127.0.0.1");
-    let p = port.to_string();
-    let agent = Agent::start(&["--no-locks", "--close-wait-timeout", TIMEOUT, "--port", &p]);
+    let agent = socket_agent(port, &[]);
     let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let (mut s, _) = l.accept().unwrap();
@@ -416,13 +405,7 @@ fn port_outside_scope_is_untouched() {
         return;
     }
     let scoped = free_port("127.0.0.1");
-    let agent = Agent::start(&[
-        "--no-locks",
-        "--close-wait-timeout",
-        TIMEOUT,
-        "--port",
-        &scoped.to_string(),
-    ]);
+    let agent = socket_agent(scoped, &[]);
     let other = free_port("127.0.0.1");
     let (s, _l, peer) = close_wait(format!("127.0.0.1:{other}").parse().unwrap());
     let entered = Instant::now();
@@ -451,27 +434,8 @@ fn excluded_port_is_untouched_and_dry_run_destroys_nothing() {
     let p = port.to_string();
     let control_port = free_port("127.0.0.1");
     let cp = control_port.to_string();
-    let excluded = Agent::start(&[
-        "--no-locks",
-        "--close-wait-timeout",
-        TIMEOUT,
-        "--port",
-        &p,
-        "--port",
-        &cp,
-        "--exclude-port",
-        &p,
-    ]);
-    let dry = Agent::start(&[
-        "--no-locks",
-        "--close-wait-timeout",
-        TIMEOUT,
-        "--port",
-        &p,
-        "--dry-run",
-        "--socket-destroy",
-        "netlink",
-    ]);
+    let excluded = socket_agent(port, &["--port", &cp, "--exclude-port", &p]);
+    let dry = socket_agent(port, &["--dry-run", "--socket-destroy", "netlink"]);
     let (s, _l, peer) = close_wait(format!("127.0.0.1:{port}").parse().unwrap());
     // the excluding agent's control, on its other port, entered just after
     let (control, _cl, control_peer) =
@@ -548,8 +512,7 @@ fn close_wait_in_another_network_namespace_is_destroyed() {
     let ns = Netns::new("destroy");
     // a port nobody uses on the host either, so no other agent's scope
     let port = free_port("127.0.0.1");
-    let p = port.to_string();
-    let agent = Agent::start(&["--no-locks", "--close-wait-timeout", TIMEOUT, "--port", &p]);
+    let agent = socket_agent(port, &[]);
     let inode = ns.run(|| {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino()
@@ -573,16 +536,7 @@ fn close_wait_in_another_network_namespace_is_destroyed_by_netlink() {
     }
     let ns = Netns::new("netlink");
     let port = free_port("[::1]");
-    let p = port.to_string();
-    let agent = Agent::start(&[
-        "--no-locks",
-        "--close-wait-timeout",
-        TIMEOUT,
-        "--port",
-        &p,
-        "--socket-destroy",
-        "netlink",
-    ]);
+    let agent = socket_agent(port, &["--socket-destroy", "netlink"]);
     let (s, _l, peer) = ns.run(|| close_wait(format!("[::1]:{port}").parse().unwrap()));
     assert_destroyed(&s, &agent);
     agent.wait_log_line(&[&peer.to_string(), "method netlink"], PATIENCE);
@@ -608,59 +562,6 @@ fn bad_socket_flags_are_usage_errors() {
     }
 }
 
-/// A process in a network namespace of its own with no name under
-/// /run/netns, as a container's: `unshare -n sleep`, killed by PID on drop.
-struct Unnamed(Child);
-
-impl Unnamed {
-    fn new() -> Unnamed {
-        let child = Command::new("unshare")
-            .args(["--net", "sleep", "600"])
-            .spawn()
-            .expect("unshare --net sleep");
-        let u = Unnamed(child);
-        let pid = u.0.id().to_string();
-        let own = std::fs::read_link("/proc/self/ns/net").unwrap();
-        let end = Instant::now() + Duration::from_secs(5);
-        // wait for unshare to have made the namespace and exec'd sleep
-        while std::fs::read_link(format!("/proc/{pid}/ns/net"))
-            .ok()
-            .as_ref()
-            == Some(&own)
-            || std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default() != "sleep\n"
-        {
-            assert!(Instant::now() < end, "unshare did not start");
-            thread::sleep(Duration::from_millis(20));
-        }
-        let ok = Command::new("nsenter")
-            .args(["-t", &pid, "-n", "ip", "link", "set", "lo", "up"])
-            .status();
-        assert!(ok.is_ok_and(|s| s.success()), "bringing lo up");
-        u
-    }
-
-    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let file = std::fs::File::open(format!("/proc/{}/ns/net", self.0.id())).unwrap();
-        thread::scope(|s| {
-            s.spawn(move || {
-                // SAFETY: setns on a descriptor we own, for this thread only.
-                let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .unwrap()
-        })
-    }
-}
-
-impl Drop for Unnamed {
-    fn drop(&mut self) {
-        let _ = self.0.kill(); // by PID: our own child
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn close_wait_in_an_unnamed_namespace_is_destroyed() {
     if !privileged() {
@@ -668,8 +569,7 @@ fn close_wait_in_an_unnamed_namespace_is_destroyed() {
     }
     let ns = Unnamed::new();
     let port = free_port("127.0.0.1");
-    let p = port.to_string();
-    let agent = Agent::start(&["--no-locks", "--close-wait-timeout", TIMEOUT, "--port", &p]);
+    let agent = socket_agent(port, &[]);
     let (s, _l, peer) = ns.run(|| close_wait(format!("127.0.0.1:{port}").parse().unwrap()));
     assert_destroyed(&s, &agent);
     agent.wait_log_line(

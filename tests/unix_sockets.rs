@@ -11,19 +11,7 @@ use std::time::Duration;
 
 use common::*;
 
-/// An agent acting on socket files under `dir` only.
-fn agent_for(dir: &Path, extra: &[&str]) -> Agent {
-    let d = path_arg(dir);
-    let mut args = vec![
-        "--path",
-        d.as_str(),
-        "--no-locks",
-        "--no-sockets",
-        "--no-pid-files",
-    ];
-    args.extend_from_slice(extra);
-    Agent::start_exact(&args)
-}
+const CLASS: &str = "unix-sockets";
 
 /// `socat UNIX-LISTEN:PATH,fork EXEC:cat` (socat itself, by exec), once
 /// its socket file is there.
@@ -50,7 +38,7 @@ fn killed_socat_leaves_nothing_and_a_new_socat_starts() {
         return;
     }
     let dir = test_dir("uxs-kill");
-    let agent = agent_for(dir.path(), &[]);
+    let agent = agent_only(CLASS, dir.path(), &[]);
     let mut procs = Procs::default();
     let sock = dir.path().join("app.sock");
     let pid = socat(&mut procs, &sock);
@@ -90,7 +78,8 @@ fn live_listeners_and_a_rebound_name_are_kept_while_a_killed_one_goes() {
     }
     let dir = test_dir("uxs-live");
     let textfile = dir.path().join("metrics.prom");
-    let mut agent = agent_for(
+    let mut agent = agent_only(
+        CLASS,
         dir.path(),
         &["--metrics-textfile", textfile.to_str().unwrap()],
     );
@@ -181,7 +170,7 @@ fn a_socket_a_forked_child_holds_is_kept_until_the_child_dies() {
         return;
     }
     let dir = test_dir("uxs-fork");
-    let agent = agent_for(dir.path(), &[]);
+    let agent = agent_only(CLASS, dir.path(), &[]);
     let mut procs = Procs::default();
     let held = dir.path().join("held.sock");
     let control = dir.path().join("control.sock");
@@ -228,7 +217,7 @@ fn a_socket_file_in_another_mount_namespace_is_judged_there() {
     let inner = dir.path().join("inner");
     std::fs::create_dir(&inner).unwrap();
     let name = inner.join("ns.sock");
-    let agent = agent_for(dir.path(), &[]);
+    let agent = agent_only(CLASS, dir.path(), &[]);
     let mut procs = Procs::default();
     // the host has its own ns.sock, bound by a live listener
     let host_pid = socat(&mut procs, &name);
@@ -282,7 +271,7 @@ fn dry_run_says_what_it_would_remove_and_keeps_it() {
         return;
     }
     let dir = test_dir("uxs-dry");
-    let agent = agent_for(dir.path(), &["--dry-run"]);
+    let agent = agent_only(CLASS, dir.path(), &["--dry-run"]);
     let mut procs = Procs::default();
     let sock = dir.path().join("dry.sock");
     let pid = socat(&mut procs, &sock);
@@ -293,16 +282,6 @@ fn dry_run_says_what_it_would_remove_and_keeps_it() {
         sock.display()
     )]));
     assert!(exists(&sock));
-}
-
-fn sweep(dir: &Path, extra: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .args(["sweep", "--path"])
-        .arg(dir)
-        .args(["--no-locks", "--no-sockets", "--no-pid-files"])
-        .args(extra)
-        .output()
-        .unwrap()
 }
 
 #[test]
@@ -334,7 +313,7 @@ fn sweep_removes_unbound_socket_files_with_no_daemon() {
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     // sweep leaves files younger than 2 s to the next pass
     std::thread::sleep(Duration::from_millis(2100));
-    let dry = sweep(dir.path(), &["--dry-run"]);
+    let dry = sweep_only(CLASS, dir.path(), &["--dry-run"]);
     let (out, err) = text(&dry);
     assert_eq!(dry.status.code(), Some(0), "{err}");
     assert_eq!(
@@ -345,7 +324,7 @@ fn sweep_removes_unbound_socket_files_with_no_daemon() {
         )
     );
     assert!(exists(&dead));
-    let o = sweep(dir.path(), &[]);
+    let o = sweep_only(CLASS, dir.path(), &[]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert_eq!(
@@ -359,7 +338,7 @@ fn sweep_removes_unbound_socket_files_with_no_daemon() {
     // and now the server starts
     socat(&mut procs, &dead);
     // a second pass has nothing to do: no output (cron mails nothing)
-    let o = sweep(dir.path(), &[]);
+    let o = sweep_only(CLASS, dir.path(), &[]);
     assert_eq!(text(&o), (String::new(), String::new()));
 }
 
@@ -370,18 +349,9 @@ fn binders_that_die_while_no_daemon_runs_are_judged_at_the_next_start() {
     }
     let dir = test_dir("uxs-restart");
     let pins = Pins::new("uxs-restart");
-    let d = path_arg(dir.path());
     let p = pins.arg();
-    let args = [
-        "--path",
-        d.as_str(),
-        "--no-locks",
-        "--no-sockets",
-        "--no-pid-files",
-        "--pin-dir",
-        p.as_str(),
-    ];
-    let mut first = Agent::start_exact(&args);
+    let args = ["--pin-dir", p.as_str()];
+    let mut first = agent_only(CLASS, dir.path(), &args);
     for name in ["uxs_files", "uxs_events", "uxs_link_sys_exit_bind"] {
         assert!(pins.pinned().iter().any(|n| n == name), "{name} not pinned");
     }
@@ -398,7 +368,7 @@ fn binders_that_die_while_no_daemon_runs_are_judged_at_the_next_start() {
         procs.reap(pid);
     }
     assert!(exists(&before) && exists(&during));
-    let second = Agent::start_exact(&args);
+    let second = agent_only(CLASS, dir.path(), &args);
     for s in [&before, &during] {
         assert!(wait_for(PATIENCE, || !exists(s)), "{}", second.log_text());
         assert!(second.wait_log(&[&format!(

@@ -1,8 +1,10 @@
 //! Facts about the host: /proc (`procfs`), network namespaces (`netns`),
 //! requirements and mounts (`sysenv`), the pin directory (`pins`), the
-//! clocks (`clock`), and the one way the agent writes a file (`atomic`).
+//! clocks (`clock`), the one way the agent writes a file (`atomic`), and
+//! the one reader of BPF global sections (`bpfmap`).
 
 pub mod atomic;
+pub mod bpfmap;
 pub mod clock;
 #[allow(dead_code)] // used by the removal steps (issue 11)
 pub mod creds;

@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 
 use nix::sched::{setns, CloneFlags};
 
-use crate::sockets::model::Holder;
-
 fn pids() -> impl Iterator<Item = u32> {
     fs::read_dir("/proc")
         .into_iter()
@@ -106,6 +104,13 @@ pub fn parse_socket_link(link: &str) -> Option<u64> {
         .strip_suffix(']')?
         .parse()
         .ok()
+}
+
+/// Who has a socket open: the first process found with an fd on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: u32,
+    pub comm: String,
 }
 
 /// Who holds each socket inode (the first process found with an fd on it).

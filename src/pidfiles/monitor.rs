@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, OpenObject};
+use libbpf_rs::{Link, MapHandle, OpenObject};
 
 use crate::files::made::FileKey;
-use crate::host::pins;
 use crate::host::sysenv::{has_syscall_tracepoint, Unmet};
+use crate::host::{bpfmap, pins};
 use crate::pidfiles::bpf::types::bss;
 use crate::pidfiles::bpf::{PidfilesSkel, PidfilesSkelBuilder};
 use crate::pidfiles::kernel::{key_from_bytes, key_to_bytes, PidfKernel, Record};
@@ -128,14 +128,19 @@ pub fn load<'obj>(
 
 /// The kernel's table, by map handles the worker thread owns.
 pub struct PidfMaps {
-    files: MapHandle,
+    files: bpfmap::Table<FileKey, Record>,
     bss: MapHandle,
 }
 
 impl PidfMaps {
     pub fn of(skel: &PidfilesSkel<'_>) -> Result<Self> {
         Ok(PidfMaps {
-            files: MapHandle::try_from(&skel.maps.pidf_files).context("pidf_files map")?,
+            files: bpfmap::Table::new(
+                MapHandle::try_from(&skel.maps.pidf_files).context("pidf_files map")?,
+                key_to_bytes,
+                key_from_bytes,
+                Record::decode,
+            ),
             bss: MapHandle::try_from(&skel.maps.bss).context("PID-file .bss map")?,
         })
     }
@@ -143,36 +148,19 @@ impl PidfMaps {
 
 impl PidfKernel for PidfMaps {
     fn record(&self, key: FileKey) -> Option<Record> {
-        let bytes = self
-            .files
-            .lookup(&key_to_bytes(key), MapFlags::ANY)
-            .ok()??;
-        Record::decode(&bytes).ok()
+        self.files.get(key)
     }
 
     fn forget(&self, key: FileKey) {
-        let _ = self.files.delete(&key_to_bytes(key));
+        self.files.delete(key)
     }
 
     fn records(&self) -> Vec<(FileKey, Record)> {
-        self.files
-            .keys()
-            .filter_map(|k| {
-                let key = key_from_bytes(&k).ok()?;
-                Some((key, self.record(key)?))
-            })
-            .collect()
+        self.files.entries()
     }
 
     fn counters(&self) -> Option<(u64, u64, u64)> {
-        let bytes = self.bss.lookup(&0u32.to_ne_bytes(), MapFlags::ANY).ok()??;
-        // the whole .bss, as the generated type lays it out
-        let mut b: Box<bss> = Box::new(
-            // SAFETY: bss is Plain (integers and byte arrays): all-zero is valid.
-            unsafe { std::mem::zeroed() },
-        );
-        plain::copy_from_bytes(&mut *b, &bytes).ok()?;
-        let c = b.counters;
+        let c = bpfmap::read_section::<bss>(&self.bss)?.counters;
         Some((c.written, c.ringbuf_drops, c.table_full))
     }
 }

@@ -110,7 +110,7 @@ impl Class for Sockets {
     }
 
     fn require(&self, args: &RunArgs) -> Result<()> {
-        use crate::sockets::monitor::DestroyChoice;
+        use crate::cli::DestroyChoice;
         // the kfunc destroys in the kernel; netlink needs CAP_NET_ADMIN
         let netlink = !args.switches.dry_run
             && match args.socket_destroy {

@@ -7,6 +7,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+pub use crate::host::netns::Holder;
 use crate::sockets::bpf::types::{sock_event, sock_event_kind, sock_reap, sock_reap_kind};
 
 pub const AF_INET: u16 = 2;
@@ -254,18 +255,11 @@ pub fn deadline(entered_ns: u64, timeout: Duration, now_boot_ns: u64, now: Insta
     now + Duration::from_nanos(stale_ns.saturating_sub(now_boot_ns))
 }
 
-/// Who has the socket open.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Holder {
-    pub pid: u32,
-    pub comm: String,
-}
-
 fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
-/// The one log line for a stale socket.
+/// The one log line for a stale socket the daemon saw.
 pub fn describe(r: &Reaped, holder: Option<&Holder>, dry_run: bool, timeout: Duration) -> String {
     let what = match (r.kind, dry_run) {
         (ReapKind::Destroyed, _) => "destroyed".to_string(),
@@ -277,15 +271,8 @@ pub fn describe(r: &Reaped, holder: Option<&Holder>, dry_run: bool, timeout: Dur
         (ReapKind::Stale, false) => "left alone".to_string(),
         (ReapKind::Pending, false) => "pending".to_string(),
     };
-    let owner = match holder {
-        Some(h) => format!("pid {} ({})", h.pid, crate::host::escape::Esc::str(&h.comm)),
-        None => "no process found".to_string(),
-    };
-    format!(
-        "{what} CLOSE_WAIT socket {} -> {} in netns {}: idle {}{} (timeout {:?}); owner {owner}; socket inode {}, cookie {}; method {}",
-        r.ends.local,
-        r.ends.remote,
-        r.netns,
+    let age = format!(
+        "idle {}{} (timeout {:?})",
         secs(r.idle),
         if r.first_sight {
             " since the agent first saw it"
@@ -293,9 +280,41 @@ pub fn describe(r: &Reaped, holder: Option<&Holder>, dry_run: bool, timeout: Dur
             ""
         },
         timeout,
-        r.ino,
-        r.cookie,
-        r.method,
+    );
+    let named = Named {
+        local: r.ends.local,
+        remote: r.ends.remote,
+        netns: r.netns,
+        ino: r.ino,
+        cookie: r.cookie,
+        method: r.method,
+    };
+    stale_line(&what, &named, &age, holder)
+}
+
+/// The socket a log line names, and how it is (or would be) destroyed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Named {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub netns: u64,
+    pub ino: u64,
+    pub cookie: u64,
+    pub method: Method,
+}
+
+/// The one line said of a stale CLOSE_WAIT socket, by the daemon and by
+/// `sweep` alike: `WHAT CLOSE_WAIT socket L -> R in netns N: AGE; owner
+/// …; socket inode I, cookie C; method M`. `age` says how long it has
+/// waited and the timeout, as each side knows it.
+pub fn stale_line(what: &str, s: &Named, age: &str, holder: Option<&Holder>) -> String {
+    let owner = match holder {
+        Some(h) => format!("pid {} ({})", h.pid, crate::host::escape::Esc::str(&h.comm)),
+        None => "no process found".to_string(),
+    };
+    format!(
+        "{what} CLOSE_WAIT socket {} -> {} in netns {}: {age}; owner {owner}; socket inode {}, cookie {}; method {}",
+        s.local, s.remote, s.netns, s.ino, s.cookie, s.method,
     )
 }
 
@@ -495,5 +514,10 @@ mod tests {
         ] {
             assert!(line.contains(part), "{part:?} missing from {line:?}");
         }
+        // the format `sweep` shares (model::stale_line), to the letter
+        assert_eq!(
+            line,
+            "destroyed CLOSE_WAIT socket 127.0.0.1:5000 -> 10.1.2.3:40000 in netns 4026531840: idle 2.5s (timeout 2s); owner pid 42 (server); socket inode 1234, cookie 77; method kfunc"
+        );
     }
 }

@@ -15,24 +15,14 @@ use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Iter, Link, MapCore, MapFlags, MapHandle, OpenObject};
 
+use crate::cli::DestroyChoice;
 use crate::host::netns;
-use crate::host::pins;
 use crate::host::sysenv::Unmet;
+use crate::host::{bpfmap, pins};
 use crate::sockets::bpf::types::{bss, data_scope};
 use crate::sockets::bpf::{SocketsSkel, SocketsSkelBuilder};
 use crate::sockets::model::{decode_reaped, Method, PortFilter, ReapKind, Reaped, MAX_PORTS};
 use crate::sockets::sock_diag;
-
-/// `--socket-destroy`
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum DestroyChoice {
-    /// bpf_sock_destroy when the kernel has it (6.5+), netlink otherwise
-    Auto,
-    /// bpf_sock_destroy from the reaper iterator; fail when missing
-    Kfunc,
-    /// sock_diag SOCK_DESTROY from user space (CONFIG_INET_DIAG_DESTROY)
-    Netlink,
-}
 
 pub struct SockBpfConfig {
     pub timeout: Duration,
@@ -282,11 +272,7 @@ impl Reap for Reaper {
     }
 
     fn counters(&self) -> Option<(u64, u64)> {
-        let bytes = self.bss.lookup(&0u32.to_ne_bytes(), MapFlags::ANY).ok()??;
-        // the whole .bss, as the generated type lays it out
-        // SAFETY: bss is Plain (plain integers): all-zero is a valid value.
-        let mut bss: bss = unsafe { std::mem::zeroed() };
-        plain::copy_from_bytes(&mut bss, &bytes).ok()?;
-        Some((bss.counters.ringbuf_drops, bss.counters.storage_fail))
+        let c = bpfmap::read_section::<bss>(&self.bss)?.counters;
+        Some((c.ringbuf_drops, c.storage_fail))
     }
 }

@@ -8,11 +8,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, OpenObject};
+use libbpf_rs::{Link, MapHandle, OpenObject};
 
 use crate::files::made::FileKey;
-use crate::host::pins;
 use crate::host::sysenv::{has_syscall_tracepoint, Unmet};
+use crate::host::{bpfmap, pins};
 use crate::unix_sockets::bpf::types::bss;
 use crate::unix_sockets::bpf::{UnixSocketsSkel, UnixSocketsSkelBuilder};
 use crate::unix_sockets::kernel::{key_from_bytes, key_to_bytes, Record, UxsKernel};
@@ -79,14 +79,19 @@ pub fn load<'obj>(
 
 /// The kernel's table, by map handles the worker thread owns.
 pub struct UxsMaps {
-    files: MapHandle,
+    files: bpfmap::Table<FileKey, Record>,
     bss: MapHandle,
 }
 
 impl UxsMaps {
     pub fn of(skel: &UnixSocketsSkel<'_>) -> Result<Self> {
         Ok(UxsMaps {
-            files: MapHandle::try_from(&skel.maps.uxs_files).context("uxs_files map")?,
+            files: bpfmap::Table::new(
+                MapHandle::try_from(&skel.maps.uxs_files).context("uxs_files map")?,
+                key_to_bytes,
+                key_from_bytes,
+                Record::decode,
+            ),
             bss: MapHandle::try_from(&skel.maps.bss).context("socket-file .bss map")?,
         })
     }
@@ -94,36 +99,19 @@ impl UxsMaps {
 
 impl UxsKernel for UxsMaps {
     fn record(&self, key: FileKey) -> Option<Record> {
-        let bytes = self
-            .files
-            .lookup(&key_to_bytes(key), MapFlags::ANY)
-            .ok()??;
-        Record::decode(&bytes).ok()
+        self.files.get(key)
     }
 
     fn forget(&self, key: FileKey) {
-        let _ = self.files.delete(&key_to_bytes(key));
+        self.files.delete(key)
     }
 
     fn records(&self) -> Vec<(FileKey, Record)> {
-        self.files
-            .keys()
-            .filter_map(|k| {
-                let key = key_from_bytes(&k).ok()?;
-                Some((key, self.record(key)?))
-            })
-            .collect()
+        self.files.entries()
     }
 
     fn counters(&self) -> Option<(u64, u64, u64)> {
-        let bytes = self.bss.lookup(&0u32.to_ne_bytes(), MapFlags::ANY).ok()??;
-        // the whole .bss, as the generated type lays it out
-        let mut b: Box<bss> = Box::new(
-            // SAFETY: bss is Plain (integers and byte arrays): all-zero is valid.
-            unsafe { std::mem::zeroed() },
-        );
-        plain::copy_from_bytes(&mut *b, &bytes).ok()?;
-        let c = b.counters;
+        let c = bpfmap::read_section::<bss>(&self.bss)?.counters;
         Some((c.bound, c.ringbuf_drops, c.table_full))
     }
 }
