@@ -373,6 +373,14 @@ fn restart_needed(old: &RunArgs, new: &RunArgs) -> Vec<&'static str> {
         "--no-sockets",
         old.switches.no_sockets != new.switches.no_sockets,
     );
+    differs(
+        "--no-unix-sockets",
+        old.switches.no_unix_sockets != new.switches.no_unix_sockets,
+    );
+    differs(
+        "--no-pid-files",
+        old.switches.no_pid_files != new.switches.no_pid_files,
+    );
     differs("--dry-run", old.switches.dry_run != new.switches.dry_run);
     differs("--non-exclusive", old.non_exclusive != new.non_exclusive);
     differs("--max-owners", old.max_owners != new.max_owners);
@@ -405,4 +413,34 @@ pub fn intents_path(status_file: &Path) -> std::path::PathBuf {
     let mut p = status_file.as_os_str().to_os_string();
     p.push(".intents");
     p.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn run_args(extra: &[&str]) -> RunArgs {
+        let argv = ["eghostbuster", "run"].iter().chain(extra).copied();
+        match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+            crate::cli::Command::Run(a) => a,
+            _ => panic!("not run"),
+        }
+    }
+
+    /// A reload cannot switch a class on or off: every class switch is
+    /// named as needing a restart.
+    #[test]
+    fn every_class_switch_needs_a_restart() {
+        let base = run_args(&[]);
+        for flag in [
+            "--no-locks",
+            "--no-sockets",
+            "--no-unix-sockets",
+            "--no-pid-files",
+        ] {
+            assert_eq!(restart_needed(&base, &run_args(&[flag])), vec![flag]);
+        }
+        assert!(restart_needed(&base, &run_args(&[])).is_empty());
+    }
 }
