@@ -37,6 +37,9 @@ const volatile __u64 wake_backlog = 1 << 18;
 /* most records one uid may hold in "locks" + "locks_long" (0: no limit):
  * one user keeping many lock names alive cannot fill the table for all */
 const volatile __u32 uid_lock_share = 0;
+/* most owners one uid may have watched in "owners" (0: no limit) */
+const volatile __u32 uid_owner_share = 0;
+#define OWNER_COUNTED (1ULL << 32)
 const volatile bool any_name = false;		/* no name pre-filter */
 const volatile __u32 n_suffixes = 0;
 const volatile __u8 suffix_len[MAX_SUFFIXES] = {};
@@ -133,6 +136,15 @@ struct {
 	__type(value, __u32);
 } uid_locks SEC(".maps");
 
+/* Owners watched per uid (kernel id), for uid_owner_share: the kernel
+ * adds and takes off for the entries it makes and deletes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u32);
+} uid_owners SEC(".maps");
+
 /* Exits of owners user space has not dealt with yet (pinned, as above). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -162,17 +174,56 @@ static __always_inline void count(__u64 *c)
 	__sync_fetch_and_add(c, 1);
 }
 
-/* Mark @leader's thread group (@tgid) as an owner, in both views. */
+/*
+ * Mark @leader's thread group (@tgid) as an owner, in both views. The
+ * owners value says whose share it counts to: OWNER_COUNTED | uid when the
+ * kernel counted it in uid_owners (user space's own entries hold 1).
+ */
 static __always_inline bool watch_owner(struct task_struct *leader, __u32 tgid)
 {
-	__u64 one = 1;
+	__u32 uid = BPF_CORE_READ(leader, cred, fsuid.val);
+	__u64 val = OWNER_COUNTED | uid;
+	__u32 one = 1, *held = NULL;
+	__u64 *cur;
+	bool fresh;
 
-	if (bpf_map_update_elem(&owners, &tgid, &one, BPF_ANY) ||
+	if (uid_owner_share) {
+		held = bpf_map_lookup_elem(&uid_owners, &uid);
+		if (held && *held >= uid_owner_share) {
+			count(&counters.owners_full);
+			return false;
+		}
+	}
+	/* not counted yet: new, or an entry user space made */
+	cur = bpf_map_lookup_elem(&owners, &tgid);
+	fresh = !cur || !(*cur & OWNER_COUNTED);
+	if (bpf_map_update_elem(&owners, &tgid, &val, BPF_ANY) ||
 	    !bpf_task_storage_get(&owner_marks, leader, 0, BPF_LOCAL_STORAGE_GET_F_CREATE)) {
 		count(&counters.owners_full);
 		return false;
 	}
+	if (uid_owner_share && fresh) {
+		if (held)
+			__sync_fetch_and_add(held, 1);
+		else
+			bpf_map_update_elem(&uid_owners, &uid, &one, BPF_NOEXIST);
+	}
 	return true;
+}
+
+/* An owner's entry goes: its uid's count with it. */
+static __always_inline void unwatch_owner(__u32 tgid)
+{
+	__u64 *val = bpf_map_lookup_elem(&owners, &tgid);
+	__u32 uid, *held;
+
+	if (val && (*val & OWNER_COUNTED)) {
+		uid = (__u32)*val;
+		held = bpf_map_lookup_elem(&uid_owners, &uid);
+		if (held && *held > 0)
+			__sync_fetch_and_add(held, -1);
+	}
+	bpf_map_delete_elem(&owners, &tgid);
 }
 
 /* Is @leader's thread group an owner? A process that owns nothing and that
@@ -851,7 +902,7 @@ static __noinline int owner_exited(struct task_struct *p)
 	if (!p)
 		return 0;
 	tgid = p->tgid;
-	bpf_map_delete_elem(&owners, &tgid);
+	unwatch_owner(tgid);
 
 	/* the group's wait status when it exited as a group (exit_group,
 	 * fatal signal); the last thread's own code otherwise */

@@ -36,7 +36,7 @@ pub struct LockBpfConfig {
     pub pin_dir: Option<PathBuf>,
 }
 
-/// How many records of "locks" one creator uid may hold.
+/// How many records of "locks" (or watched owners) one uid may hold.
 pub fn uid_share(max_locks: u32) -> u32 {
     (max_locks / 2).max(1)
 }
@@ -52,9 +52,10 @@ pub struct LockMonitor<'obj> {
 }
 
 /// Maps pinned in the pin directory, by their names there.
-const PINNED_MAPS: [&str; 7] = [
+const PINNED_MAPS: [&str; 8] = [
     "locks",
     "uid_locks",
+    "uid_owners",
     "locks_long",
     "exited",
     "owners",
@@ -89,6 +90,7 @@ pub fn load<'obj>(
     // one uid holds at most half the table (issue 11): another user's
     // locks are still recorded while one floods it
     ro.uid_lock_share = uid_share(cfg.max_locks);
+    ro.uid_owner_share = uid_share(cfg.max_owners);
     match &cfg.names {
         None => ro.any_name = true,
         Some(f) => {
@@ -133,6 +135,7 @@ pub fn load<'obj>(
         for (name, map) in PINNED_MAPS.iter().zip([
             &mut m.locks,
             &mut m.uid_locks,
+            &mut m.uid_owners,
             &mut m.locks_long,
             &mut m.exited,
             &mut m.owners,
