@@ -85,7 +85,7 @@ pub struct Facts {
     pub locked_by: Option<u32>,
     /// Check 4.
     pub pid: PidInFile,
-    /// References no process shows (files/holders.rs), or that cannot be
+    /// References no process shows (files/holders/), or that cannot be
     /// ruled out: unknown means keep.
     pub unexplained: Option<Unexplained>,
 }
