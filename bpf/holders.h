@@ -3,7 +3,7 @@
  * Holder checks shared by every filesystem ghost class (lock files now,
  * PID files and UNIX socket files next): the records the iterators in
  * holders.bpf.c write to their seq files, and the limits of a pass. The
- * Rust side (src/files/holders.rs) uses the types libbpf-cargo generates
+ * Rust side (src/files/holders/iter.rs) uses the types libbpf-cargo generates
  * from the object's BTF; enums, not #defines, so that they reach it.
  */
 #ifndef EGHOSTBUSTER_HOLDERS_H

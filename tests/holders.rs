@@ -1,4 +1,4 @@
-//! The holder checks (src/files/holders.rs), end to end as root: the same
+//! The holder checks (src/files/holders/), end to end as root: the same
 //! scenarios against both backends, the BPF iterators and the /proc walk
 //! (`--force-holders-fallback`), which must decide alike; and a lock whose
 //! descriptor is in flight over SCM_RIGHTS when its owner dies.

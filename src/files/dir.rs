@@ -142,7 +142,7 @@ impl LockDir {
     /// An O_PATH descriptor on `rel` (a name in this directory, or
     /// `name/inner` one level down), resolved without following any
     /// symlink, the last component included: the holder checks' probe
-    /// (files/holders.rs), which pins the inode while they run.
+    /// (files/holders/), which pins the inode while they run.
     pub fn probe(&self, rel: &Path) -> io::Result<OwnedFd> {
         let how = OpenHow::new()
             .flags(OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)

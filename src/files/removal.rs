@@ -1,6 +1,6 @@
 //! Checks 2-4 and the atomic removal (check 6) over a batch of lock files,
 //! shared by the daemon's worker and the one-shot sweep: one holder check
-//! for the whole batch (files/holders.rs: BPF iterators, or the /proc
+//! for the whole batch (files/holders/: BPF iterators, or the /proc
 //! walk), rename each file aside, a second check, then unlink or put back.
 
 use std::ffi::OsString;
@@ -263,7 +263,7 @@ const SETTLE: Duration = Duration::from_secs(1);
 
 /// Judge and remove a batch; one outcome per target, in order. Processes
 /// in `ignore` (this agent, owners known to be exiting) hold nothing.
-/// Holders are found by the backend chosen at start (files/holders.rs).
+/// Holders are found by the backend chosen at start (files/holders/).
 pub fn remove_all(targets: &[Target], ignore: &[u32], dry_run: bool) -> Vec<Outcome> {
     let mut out: Vec<Option<Outcome>> = targets.iter().map(|_| None).collect();
     holders::settle(ignore, SETTLE);
