@@ -4,6 +4,11 @@ use std::time::Duration;
 
 use super::*;
 
+/// The two floods run one at a time: each agent's tables see every
+/// lock on the host (scope is applied in user space), and two flooding
+/// uids at once are two halves, a full table.
+static ONE_FLOOD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Attack 5. With --max-locks 64 and --max-owners 64, user A keeps 200
 /// lock names alive in 100 live processes (two each); then user B takes a
 /// lock and is SIGKILLed: B's lock is still removed, and the log holds a
@@ -13,6 +18,7 @@ fn one_users_flood_leaves_room_for_another_users_locks() {
     if !privileged() {
         return;
     }
+    let _one = ONE_FLOOD.lock().unwrap_or_else(|e| e.into_inner());
     let a = TestUser::new();
     let b = TestUser::new();
     let top = open_test_dir("sec-flood");
@@ -73,4 +79,50 @@ fn one_users_flood_leaves_room_for_another_users_locks() {
     );
     // every one of A's locks is still there: its owners live
     assert_eq!(std::fs::read_dir(&da).unwrap().count(), 200);
+}
+
+/// The same for the owners map: with room for every lock (--max-locks
+/// 4096) but --max-owners 64, user A keeps 100 owners alive (one lock
+/// each). User B's owner must still be watched, so its SIGKILL is seen
+/// with its status and its lock removed; an unwatched owner's lock would
+/// be kept ("exited unseen").
+#[test]
+fn one_users_owners_leave_room_for_another_users_owner() {
+    if !privileged() {
+        return;
+    }
+    let _one = ONE_FLOOD.lock().unwrap_or_else(|e| e.into_inner());
+    let a = TestUser::new();
+    let b = TestUser::new();
+    let top = open_test_dir("sec-owners");
+    let (da, db) = (top.path().join("a"), top.path().join("b"));
+    user_dir(&a, &da);
+    user_dir(&b, &db);
+    let agent = agent_for(top.path(), &["--max-locks", "4096", "--max-owners", "64"]);
+    let mut procs = Procs::default();
+    for i in 0..100 {
+        let p = c(da.join(format!("a{i}.lock")));
+        procs.fork(|| {
+            a.become_it();
+            create(&p, true, b"");
+            park();
+        });
+    }
+    assert!(
+        wait_for(Duration::from_secs(20), || std::fs::read_dir(&da)
+            .is_ok_and(|d| d.count() == 100)),
+        "user A did not take its 100 locks"
+    );
+    let lock = db.join("b.lock");
+    let l = c(&lock);
+    let victim_pid = procs.fork(|| {
+        b.become_it();
+        create(&l, true, b"");
+        park();
+    });
+    expect_tracked(&agent, &lock, victim_pid);
+    procs.kill(victim_pid, libc::SIGKILL);
+    procs.assert_killed(victim_pid, "user B's locker");
+    expect_removed(&agent, &lock, &["killed by SIGKILL"]);
+    assert_eq!(std::fs::read_dir(&da).unwrap().count(), 100);
 }
