@@ -1,5 +1,6 @@
 //! Attack 5: one user's locks filling the tables.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::*;
@@ -8,6 +9,36 @@ use super::*;
 /// lock on the host (scope is applied in user space), and two flooding
 /// uids at once are two halves, a full table.
 static ONE_FLOOD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Two users, each with a directory of its own under one agent's scope.
+struct Flood {
+    _one: std::sync::MutexGuard<'static, ()>,
+    a: TestUser,
+    b: TestUser,
+    da: PathBuf,
+    db: PathBuf,
+    agent: Agent,
+    _top: tempfile::TempDir,
+}
+
+fn flood(name: &str, limits: &[&str]) -> Flood {
+    let one = ONE_FLOOD.lock().unwrap_or_else(|e| e.into_inner());
+    let (a, b) = (TestUser::new(), TestUser::new());
+    let top = open_test_dir(name);
+    let (da, db) = (top.path().join("a"), top.path().join("b"));
+    user_dir(&a, &da);
+    user_dir(&b, &db);
+    let agent = agent_for(top.path(), limits);
+    Flood {
+        _one: one,
+        a,
+        b,
+        da,
+        db,
+        agent,
+        _top: top,
+    }
+}
 
 /// Attack 5. With --max-locks 64 and --max-owners 64, user A keeps 200
 /// lock names alive in 100 live processes (two each); then user B takes a
@@ -18,14 +49,14 @@ fn one_users_flood_leaves_room_for_another_users_locks() {
     if !privileged() {
         return;
     }
-    let _one = ONE_FLOOD.lock().unwrap_or_else(|e| e.into_inner());
-    let a = TestUser::new();
-    let b = TestUser::new();
-    let top = open_test_dir("sec-flood");
-    let (da, db) = (top.path().join("a"), top.path().join("b"));
-    user_dir(&a, &da);
-    user_dir(&b, &db);
-    let agent = agent_for(top.path(), &["--max-locks", "64", "--max-owners", "64"]);
+    let Flood {
+        a,
+        b,
+        da,
+        db,
+        agent,
+        ..
+    } = &flood("sec-flood", &["--max-locks", "64", "--max-owners", "64"]);
     let mut procs = Procs::default();
     for i in 0..100 {
         let (p, q) = (
@@ -40,7 +71,7 @@ fn one_users_flood_leaves_room_for_another_users_locks() {
         });
     }
     assert!(
-        wait_for(Duration::from_secs(20), || std::fs::read_dir(&da)
+        wait_for(Duration::from_secs(20), || std::fs::read_dir(da)
             .is_ok_and(|d| d.count() == 200)),
         "user A did not take its 200 locks"
     );
@@ -78,7 +109,7 @@ fn one_users_flood_leaves_room_for_another_users_locks() {
         warns.join("\n")
     );
     // every one of A's locks is still there: its owners live
-    assert_eq!(std::fs::read_dir(&da).unwrap().count(), 200);
+    assert_eq!(std::fs::read_dir(da).unwrap().count(), 200);
 }
 
 /// The same for the owners map: with room for every lock (--max-locks
@@ -91,14 +122,14 @@ fn one_users_owners_leave_room_for_another_users_owner() {
     if !privileged() {
         return;
     }
-    let _one = ONE_FLOOD.lock().unwrap_or_else(|e| e.into_inner());
-    let a = TestUser::new();
-    let b = TestUser::new();
-    let top = open_test_dir("sec-owners");
-    let (da, db) = (top.path().join("a"), top.path().join("b"));
-    user_dir(&a, &da);
-    user_dir(&b, &db);
-    let agent = agent_for(top.path(), &["--max-locks", "4096", "--max-owners", "64"]);
+    let Flood {
+        a,
+        b,
+        da,
+        db,
+        agent,
+        ..
+    } = &flood("sec-owners", &["--max-locks", "4096", "--max-owners", "64"]);
     let mut procs = Procs::default();
     for i in 0..100 {
         let p = c(da.join(format!("a{i}.lock")));
@@ -109,7 +140,7 @@ fn one_users_owners_leave_room_for_another_users_owner() {
         });
     }
     assert!(
-        wait_for(Duration::from_secs(20), || std::fs::read_dir(&da)
+        wait_for(Duration::from_secs(20), || std::fs::read_dir(da)
             .is_ok_and(|d| d.count() == 100)),
         "user A did not take its 100 locks"
     );
@@ -120,9 +151,9 @@ fn one_users_owners_leave_room_for_another_users_owner() {
         create(&l, true, b"");
         park();
     });
-    expect_tracked(&agent, &lock, victim_pid);
+    expect_tracked(agent, &lock, victim_pid);
     procs.kill(victim_pid, libc::SIGKILL);
     procs.assert_killed(victim_pid, "user B's locker");
-    expect_removed(&agent, &lock, &["killed by SIGKILL"]);
-    assert_eq!(std::fs::read_dir(&da).unwrap().count(), 100);
+    expect_removed(agent, &lock, &["killed by SIGKILL"]);
+    assert_eq!(std::fs::read_dir(da).unwrap().count(), 100);
 }

@@ -50,30 +50,18 @@ impl<K: LockKernel> LockWork<K> {
         }
         let root = self.root_for(rec.mnt_ns, &[rec.tgid]);
         if !root.reachable() {
-            log::info!(
-                event = "not_tracked", path = Field::path(&path), pid = rec.tgid,
-                comm = Field::str(&rec.comm);
-                "not tracking {}: made by pid {} ({}) in a mount namespace no live process shares",
-                Esc::path(&path),
-                rec.tgid,
-                Esc::str(&rec.comm)
-            );
-            return;
+            return not_tracked(&path, &rec, "in a mount namespace no live process shares");
         }
         // `..` climbs as far as the creator's root, not the namespace's:
         // under a chroot, the name means something else than here (issue
         // 11). Resolved only for a creator seen living at its namespace's
         // root; unknown means not tracked.
         if climbs(&raw) && !at_namespace_root(&rec, &root) {
-            log::info!(
-                event = "not_tracked", path = Field::path(&raw), pid = rec.tgid,
-                comm = Field::str(&rec.comm);
-                "not tracking {}: made by pid {} ({}) with `..` in its name, and its root is not its mount namespace's (chroot) or cannot be told",
-                Esc::path(&raw),
-                rec.tgid,
-                Esc::str(&rec.comm)
+            return not_tracked(
+                &raw,
+                &rec,
+                "with `..` in its name, and its root is not its mount namespace's (chroot) or cannot be told",
             );
-            return;
         }
         // the raw name, resolved refusing every symlink: then `..` means
         // what normalize() made of it
@@ -246,4 +234,16 @@ fn at_namespace_root(rec: &Record, root: &Root) -> bool {
         None => std::fs::metadata("/").map(|m| (m.dev(), m.ino())).ok(),
     };
     ns_root == Some((theirs.dev(), theirs.ino()))
+}
+
+/// One line for a lock taken by name that is left alone, and why.
+fn not_tracked(path: &std::path::Path, rec: &Record, why: &str) {
+    log::info!(
+        event = "not_tracked", path = Field::path(path), pid = rec.tgid,
+        comm = Field::str(&rec.comm);
+        "not tracking {}: made by pid {} ({}) {why}",
+        Esc::path(path),
+        rec.tgid,
+        Esc::str(&rec.comm)
+    );
 }
