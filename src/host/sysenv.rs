@@ -26,6 +26,8 @@ const NEEDED_CAPS: &[(u32, &str)] = &[
     (1, "CAP_DAC_OVERRIDE"),    // read lock files of any user
     (2, "CAP_DAC_READ_SEARCH"), // walk any directory
     (3, "CAP_FOWNER"),          // remove others' files in sticky dirs (/tmp)
+    (6, "CAP_SETGID"),          // act as a lock's creator: setfsgid, setgroups
+    (7, "CAP_SETUID"),          // act as a lock's creator: setfsuid
     (19, "CAP_SYS_PTRACE"),     // read /proc/PID/fd and maps of every process
     (21, "CAP_SYS_ADMIN"),      // mount tracefs; BPF iterators, namespaces
     (38, "CAP_PERFMON"),        // attach tracepoints
@@ -197,9 +199,14 @@ mod tests {
         assert!(missing_caps(eff).is_empty());
         assert_eq!(missing_caps(0).len(), NEEDED_CAPS.len());
         // CAP_SYS_ADMIN covers BPF and PERFMON on older kernels
-        let old = (1 << 1) | (1 << 2) | (1 << 3) | (1 << 19) | (1 << 21);
+        let old = (1 << 1) | (1 << 2) | (1 << 3) | (1 << 6) | (1 << 7) | (1 << 19) | (1 << 21);
         assert!(missing_caps(old).is_empty());
         assert_eq!(missing_caps(old & !(1 << 3)), vec!["CAP_FOWNER"]);
+        // acting as a lock's creator needs both
+        assert_eq!(
+            missing_caps(old & !(1 << 6) & !(1 << 7)),
+            vec!["CAP_SETGID", "CAP_SETUID"]
+        );
         assert!(parse_cap_eff(b"nothing").is_none());
     }
 }
