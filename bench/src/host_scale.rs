@@ -674,7 +674,7 @@ pub fn run(env: &Env, o: &Opts, out: &mut String) -> Result<()> {
                 let left = std::fs::read_dir(&lock_dir)?.count();
                 drop(agent);
                 missed = missed.max(left);
-                a.lat.extend(lat);
+                a.lat.extend(lat.iter().copied());
                 a.cpu += cpu;
                 a.sched += sched;
                 a.removed += removed;
@@ -683,14 +683,22 @@ pub fn run(env: &Env, o: &Opts, out: &mut String) -> Result<()> {
                 for e in std::fs::read_dir(&lock_dir)?.flatten() {
                     let _ = std::fs::remove_file(e.path());
                 }
+                // where the tail is: (owner number, ms) of the slow ones
+                let slow: Vec<String> = lat
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &v)| v > 5.0 && b == Backend::Iter)
+                    .map(|(i, v)| format!("#{i} {v:.1} ms"))
+                    .collect();
                 eprintln!(
-                    "bench: host scale: {n} x {}, round {r}, {}: daemon p50 {:.1} ms, {missed} missed",
+                    "bench: host scale: {n} x {}, round {r}, {}: daemon p50 {:.1} ms, {missed} missed{}",
                     o.fds,
                     b.name(),
                     {
                         let mut l = a.lat.clone();
                         if l.is_empty() { f64::NAN } else { pct(&mut l, 0.5) }
-                    }
+                    },
+                    if slow.is_empty() { String::new() } else { format!("; over 5 ms: {}", slow.join(", ")) }
                 );
             }
             // sweep, the order alternating the other way round
