@@ -2,7 +2,12 @@
 //! fast it cleans up, each measured against references in the same run,
 //! interleaved (A B C D, A B C D, ...), medians of several rounds.
 //!
-//!   eghostbuster-bench all [--quick]     the whole report (markdown on stdout)
+//!   eghostbuster-bench all [--quick]     the whole report (markdown on stdout);
+//!                                        --host-scale adds the host-scale step
+//!                                        at full size (--quick: always, tiny)
+//!   eghostbuster-bench host-scale [--quick] [--sizes 100,1000,5000] [--fds 100]
+//!                      [--rounds 3] [--owners 30] [--files 100000]
+//!                                        only the host-scale step
 //!   eghostbuster-bench load floor|seed   hold a reference BPF object attached
 //!
 //! References: "none" (no BPF), "floor" (empty programs on exactly the
@@ -29,6 +34,7 @@ mod floor {
 mod seed {
     include!(concat!(env!("OUT_DIR"), "/seed.skel.rs"));
 }
+mod host_scale;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -41,8 +47,14 @@ extern "C" fn on_term(_: i32) {
 /// seed's user space did.
 fn load(which: &str) -> Result<()> {
     unsafe {
-        libc::signal(libc::SIGTERM, on_term as extern "C" fn(i32) as libc::sighandler_t);
-        libc::signal(libc::SIGINT, on_term as extern "C" fn(i32) as libc::sighandler_t);
+        libc::signal(
+            libc::SIGTERM,
+            on_term as extern "C" fn(i32) as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGINT,
+            on_term as extern "C" fn(i32) as libc::sighandler_t,
+        );
     }
     let mut storage = MaybeUninit::uninit();
     match which {
@@ -109,6 +121,9 @@ struct Env {
     agent_bin: PathBuf,
     dir: PathBuf,
     quick: bool,
+    /// The host-scale step's sizes; None: not run (a full `all` runs it
+    /// only when asked, `--host-scale`: it takes long).
+    host_scale: Option<host_scale::Opts>,
 }
 
 /// A running reference or agent, stopped by PID.
@@ -131,7 +146,12 @@ impl Drop for Running {
     }
 }
 
-fn spawn_ready(mut cmd: Command) -> Result<(Running, Duration)> {
+fn spawn_ready(cmd: Command) -> Result<(Running, Duration)> {
+    spawn_ready_line(cmd).map(|(r, t, _)| (r, t))
+}
+
+/// As spawn_ready, with the `ready` line itself.
+fn spawn_ready_line(mut cmd: Command) -> Result<(Running, Duration, String)> {
     let t0 = Instant::now();
     let mut child = cmd
         .stdin(Stdio::null())
@@ -145,16 +165,17 @@ fn spawn_ready(mut cmd: Command) -> Result<(Running, Duration)> {
         let mut said = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if !said && line.contains("ready") {
-                let _ = tx.send(());
+                let _ = tx.send(line.clone());
                 said = true;
             }
         }
     });
     // from here the child is stopped by PID however this ends
     let running = Running { child };
-    rx.recv_timeout(Duration::from_secs(30))
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
         .context("waiting for ready")?;
-    Ok((running, t0.elapsed()))
+    Ok((running, t0.elapsed(), line))
 }
 
 fn agent_cmd(env: &Env, extra: &[&str]) -> Command {
@@ -253,8 +274,14 @@ fn syscall_overhead(env: &Env, out: &mut String) -> Result<()> {
     let rounds = if env.quick { 1 } else { 7 };
     let loops: [(&str, u64); 4] = [
         ("open+close", if env.quick { 2_000 } else { 400_000 }),
-        ("create+unlink (O_CREAT, other name)", if env.quick { 500 } else { 100_000 }),
-        ("create+unlink (O_EXCL, *.lock)", if env.quick { 500 } else { 100_000 }),
+        (
+            "create+unlink (O_CREAT, other name)",
+            if env.quick { 500 } else { 100_000 },
+        ),
+        (
+            "create+unlink (O_EXCL, *.lock)",
+            if env.quick { 500 } else { 100_000 },
+        ),
         ("fork+exit", if env.quick { 50 } else { 4_000 }),
     ];
     let cfgs = [Cfg::None, Cfg::Floor, Cfg::Agent, Cfg::Seed];
@@ -296,9 +323,14 @@ fn syscall_overhead(env: &Env, out: &mut String) -> Result<()> {
 /// noise of a shared VM, it gives what each program adds per run.
 fn enable_bpf_stats() -> Result<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd;
-    let fd = unsafe { libbpf_rs::libbpf_sys::bpf_enable_stats(libbpf_rs::libbpf_sys::BPF_STATS_RUN_TIME) };
+    let fd = unsafe {
+        libbpf_rs::libbpf_sys::bpf_enable_stats(libbpf_rs::libbpf_sys::BPF_STATS_RUN_TIME)
+    };
     if fd < 0 {
-        bail!("BPF_ENABLE_STATS: {}", std::io::Error::from_raw_os_error(-fd));
+        bail!(
+            "BPF_ENABLE_STATS: {}",
+            std::io::Error::from_raw_os_error(-fd)
+        );
     }
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
@@ -321,7 +353,12 @@ fn program_cost(env: &Env, out: &mut String) -> Result<()> {
     let rounds = if env.quick { 1 } else { 5 };
     // (config, program name prefix) -> per-run ns samples, per hook
     let hooks: [(&str, &str, &str, &str); 2] = [
-        ("open+close", "sys_exit_openat", "fl_openat", "handle_openat_exit"),
+        (
+            "open+close",
+            "sys_exit_openat",
+            "fl_openat",
+            "handle_openat_exit",
+        ),
         ("fork+exit", "sched_process_exit", "fl_exit", "handle_exit"),
     ];
     let mut res: HashMap<(Cfg, &str), Vec<f64>> = HashMap::new();
@@ -331,7 +368,12 @@ fn program_cost(env: &Env, out: &mut String) -> Result<()> {
             let stats = enable_bpf_stats()?;
             for (loop_name, hook, floor_prog, agent_prog) in hooks {
                 let before = prog_stats();
-                run_loop(loop_name, &dir, if env.quick { 2_000 } else { 200_000 } / if loop_name == "fork+exit" { 50 } else { 1 });
+                run_loop(
+                    loop_name,
+                    &dir,
+                    if env.quick { 2_000 } else { 200_000 }
+                        / if loop_name == "fork+exit" { 50 } else { 1 },
+                );
                 let after = prog_stats();
                 let progs: Vec<&str> = match (cfg, hook) {
                     (Cfg::Floor, _) => vec![floor_prog],
@@ -350,7 +392,9 @@ fn program_cost(env: &Env, out: &mut String) -> Result<()> {
                     ns += a.1 - b.1;
                 }
                 if runs > 0 {
-                    res.entry((cfg, hook)).or_default().push(ns as f64 / runs as f64);
+                    res.entry((cfg, hook))
+                        .or_default()
+                        .push(ns as f64 / runs as f64);
                 }
             }
             drop(stats);
@@ -365,7 +409,11 @@ fn program_cost(env: &Env, out: &mut String) -> Result<()> {
          | hook (loop) | floor (empty) | agent | seed-style | agent - floor | seed - floor |\n|---|---|---|---|---|---|\n"
     ));
     for (loop_name, hook, _, _) in hooks {
-        let mut m = |c: Cfg| res.get_mut(&(c, hook)).map(|v| median(v)).unwrap_or(f64::NAN);
+        let mut m = |c: Cfg| {
+            res.get_mut(&(c, hook))
+                .map(|v| median(v))
+                .unwrap_or(f64::NAN)
+        };
         let (f, a, sd) = (m(Cfg::Floor), m(Cfg::Agent), m(Cfg::Seed));
         out.push_str(&format!(
             "| {hook} ({loop_name}) | {f:.1} | {a:.1} | {sd:.1} | {:+.1} | {:+.1} |\n",
@@ -394,10 +442,20 @@ fn realistic(env: &Env, out: &mut String) -> Result<()> {
         if i % 500 == 0 {
             std::fs::create_dir_all(&sub)?;
         }
-        std::fs::write(sub.join(format!("f{i}.txt")), format!("file {i}\n").repeat(4))?;
+        std::fs::write(
+            sub.join(format!("f{i}.txt")),
+            format!("file {i}\n").repeat(4),
+        )?;
     }
     let tarball = env.dir.join("tree.tar");
-    time_cmd(Command::new("tar").arg("cf").arg(&tarball).arg("-C").arg(&env.dir).arg("tree"))?;
+    time_cmd(
+        Command::new("tar")
+            .arg("cf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&env.dir)
+            .arg("tree"),
+    )?;
     // a mid-size C project: libbpf's own sources, from the libbpf-sys crate
     let libbpf = find_libbpf_src();
     let rounds = if env.quick { 1 } else { 5 };
@@ -414,13 +472,25 @@ fn realistic(env: &Env, out: &mut String) -> Result<()> {
             // every timed run starts with nothing dirty: the previous run's
             // removal must not be written back during this one
             unsafe { libc::sync() };
-            let t = time_cmd(Command::new("tar").arg("xf").arg(&tarball).arg("-C").arg(&dest))?;
+            let t = time_cmd(
+                Command::new("tar")
+                    .arg("xf")
+                    .arg(&tarball)
+                    .arg("-C")
+                    .arg(&dest),
+            )?;
             untar.entry(cfg).or_default().push(t);
             // the same on tmpfs: the CPU cost without the disk's noise
             let shm = PathBuf::from("/dev/shm").join(format!("egb-bench-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&shm);
             std::fs::create_dir_all(&shm)?;
-            let t = time_cmd(Command::new("tar").arg("xf").arg(&tarball).arg("-C").arg(&shm))?;
+            let t = time_cmd(
+                Command::new("tar")
+                    .arg("xf")
+                    .arg(&tarball)
+                    .arg("-C")
+                    .arg(&shm),
+            )?;
             untar_shm.entry(cfg).or_default().push(t);
             let _ = std::fs::remove_dir_all(&shm);
             if let (Some(lib), false) = (&libbpf, env.quick) {
@@ -450,10 +520,19 @@ fn realistic(env: &Env, out: &mut String) -> Result<()> {
         }
         let none = median(m.get_mut(&Cfg::None).unwrap());
         let agent = median(m.get_mut(&Cfg::Agent).unwrap());
-        out.push_str(&format!("| {name} | {none:.3} | {agent:.3} | {:.3} |\n", agent / none));
+        out.push_str(&format!(
+            "| {name} | {none:.3} | {agent:.3} | {:.3} |\n",
+            agent / none
+        ));
     };
-    row(&format!("tar xf, {n_files} small files, ext4 (/tmp)"), &mut untar);
-    row(&format!("tar xf, {n_files} small files, tmpfs (/dev/shm)"), &mut untar_shm);
+    row(
+        &format!("tar xf, {n_files} small files, ext4 (/tmp)"),
+        &mut untar,
+    );
+    row(
+        &format!("tar xf, {n_files} small files, tmpfs (/dev/shm)"),
+        &mut untar_shm,
+    );
     row("make -j2 libbpf (static library, C, 30 files)", &mut build);
     let _ = std::fs::remove_dir_all(env.dir.join("untar"));
     let _ = std::fs::remove_dir_all(&src);
@@ -507,7 +586,11 @@ fn wait_gone(ifd: i32, name: &[u8], limit: Duration) -> Option<Instant> {
         if left.is_zero() {
             return None;
         }
-        let mut pfd = libc::pollfd { fd: ifd, events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: ifd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         if unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32) } <= 0 {
             continue;
         }
@@ -529,7 +612,10 @@ fn wait_gone(ifd: i32, name: &[u8], limit: Duration) -> Option<Instant> {
 fn lock_latency(env: &Env, out: &mut String) -> Result<()> {
     let dir = env.dir.join("latency");
     std::fs::create_dir_all(&dir)?;
-    let (_agent, _) = spawn_ready(agent_cmd(env, &["--path", dir.to_str().unwrap(), "--no-sockets"]))?;
+    let (_agent, _) = spawn_ready(agent_cmd(
+        env,
+        &["--path", dir.to_str().unwrap(), "--no-sockets"],
+    ))?;
     let ifd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
     let d = cstr(&dir);
     unsafe { libc::inotify_add_watch(ifd, d.as_ptr(), libc::IN_MOVED_FROM | libc::IN_DELETE) };
@@ -544,7 +630,11 @@ fn lock_latency(env: &Env, out: &mut String) -> Result<()> {
         let pid = unsafe { libc::fork() };
         if pid == 0 {
             unsafe {
-                let fd = libc::open(path.as_ptr(), libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY, 0o644);
+                let fd = libc::open(
+                    path.as_ptr(),
+                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
+                    0o644,
+                );
                 libc::write(p[1], b"x".as_ptr().cast(), 1);
                 let _ = fd;
                 loop {
@@ -583,7 +673,13 @@ fn tcp_state(fd: i32) -> u8 {
     let mut info = [0u8; 256];
     let mut len = info.len() as libc::socklen_t;
     unsafe {
-        libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, info.as_mut_ptr().cast(), &mut len)
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
     };
     info[0]
 }
@@ -592,12 +688,20 @@ const TCP_CLOSE: u8 = 7;
 const TCP_CLOSE_WAIT: u8 = 8;
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// `n` server-side sockets in CLOSE_WAIT on a fresh port; the time each
 /// entered it.
-fn close_waits(port: u16, n: usize, stagger: Duration) -> Result<(TcpListener, Vec<(TcpStream, Instant)>)> {
+fn close_waits(
+    port: u16,
+    n: usize,
+    stagger: Duration,
+) -> Result<(TcpListener, Vec<(TcpStream, Instant)>)> {
     let l = TcpListener::bind(("127.0.0.1", port))?;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
@@ -653,7 +757,10 @@ fn socket_latency(env: &Env, out: &mut String) -> Result<()> {
 }
 
 fn raise_nofile() {
-    let rl = libc::rlimit { rlim_cur: 100_000, rlim_max: 100_000 };
+    let rl = libc::rlimit {
+        rlim_cur: 100_000,
+        rlim_max: 100_000,
+    };
     unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) };
 }
 
@@ -661,10 +768,17 @@ fn load_tests(env: &Env, out: &mut String) -> Result<()> {
     // 2,000 lock creators killed per second for 10 s
     let dir = env.dir.join("load");
     std::fs::create_dir_all(&dir)?;
-    let (agent, _) = spawn_ready(agent_cmd(env, &["--path", dir.to_str().unwrap(), "--no-sockets"]))?;
+    let (agent, _) = spawn_ready(agent_cmd(
+        env,
+        &["--path", dir.to_str().unwrap(), "--no-sockets"],
+    ))?;
     let apid = agent.child.id();
     let (cpu0, _, _) = cpu_and_hwm(apid);
-    let (rate, secs) = if env.quick { (200u64, 1u64) } else { (2000, 10) };
+    let (rate, secs) = if env.quick {
+        (200u64, 1u64)
+    } else {
+        (2000, 10)
+    };
     let total = rate * secs;
     let t0 = Instant::now();
     let mut forked = 0u64;
@@ -678,7 +792,11 @@ fn load_tests(env: &Env, out: &mut String) -> Result<()> {
             let pid = unsafe { libc::fork() };
             if pid == 0 {
                 unsafe {
-                    libc::open(path.as_ptr(), libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY, 0o644);
+                    libc::open(
+                        path.as_ptr(),
+                        libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
+                        0o644,
+                    );
                     libc::kill(libc::getpid(), libc::SIGKILL);
                     libc::_exit(1);
                 }
@@ -731,7 +849,12 @@ fn load_tests(env: &Env, out: &mut String) -> Result<()> {
     let (_l, socks) = close_waits(port, n, Duration::ZERO)?;
     let made = t0.elapsed().as_secs_f64();
     let end = Instant::now() + Duration::from_secs(60);
-    let alive = || socks.iter().filter(|(s, _)| tcp_state(s.as_raw_fd()) != TCP_CLOSE).count();
+    let alive = || {
+        socks
+            .iter()
+            .filter(|(s, _)| tcp_state(s.as_raw_fd()) != TCP_CLOSE)
+            .count()
+    };
     while alive() > 0 && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -781,33 +904,72 @@ fn footprint(env: &Env, out: &mut String) -> Result<()> {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_default();
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|t| t.lines().next().map(|l| l.to_string()))
         .unwrap_or_default();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    format!("{ncpu} CPUs ({cpu}), {}, kernel {}", mem.replace("MemTotal:", "").trim(), kernel.trim())
+    let ncpu = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!(
+        "{ncpu} CPUs ({cpu}), {}, kernel {}",
+        mem.replace("MemTotal:", "").trim(),
+        kernel.trim()
+    )
 }
 
-fn all(quick: bool) -> Result<()> {
+fn host_scale_step(env: &Env, out: &mut String) -> Result<()> {
+    match &env.host_scale {
+        Some(o) => host_scale::run(env, o, out),
+        None => Ok(()),
+    }
+}
+
+/// One section of the report.
+type Step = fn(&Env, &mut String) -> Result<()>;
+
+/// `all` runs every step; `host-scale` only that one.
+fn all(args: &[String], only_host_scale: bool) -> Result<()> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let host_scale = if quick || only_host_scale || args.iter().any(|a| a == "--host-scale") {
+        Some(host_scale::Opts::parse(args, quick)?)
+    } else {
+        None
+    };
     let agent_bin = std::env::var_os("EGHOSTBUSTER_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target/x86_64-unknown-linux-gnu/release/eghostbuster"));
     if !agent_bin.exists() {
-        bail!("no agent binary at {} (set EGHOSTBUSTER_BIN)", agent_bin.display());
+        bail!(
+            "no agent binary at {} (set EGHOSTBUSTER_BIN)",
+            agent_bin.display()
+        );
     }
     let dir = PathBuf::from(format!("/tmp/egb-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let env = Env { agent_bin, dir: dir.clone(), quick };
+    let env = Env {
+        agent_bin,
+        dir: dir.clone(),
+        quick,
+        host_scale,
+    };
     let mut out = format!(
         "# eghostbuster benchmark report{}\n\nMachine: {}\n",
-        if quick { " (quick smoke run: tiny sizes, numbers meaningless)" } else { "" },
+        if quick {
+            " (quick smoke run: tiny sizes, numbers meaningless)"
+        } else {
+            ""
+        },
         machine()
     );
-    let steps: [(&str, fn(&Env, &mut String) -> Result<()>); 7] = [
+    let steps: [(&str, Step); 8] = [
         ("syscall overhead", syscall_overhead),
         ("per-program cost", program_cost),
         ("realistic workloads", realistic),
@@ -815,11 +977,16 @@ fn all(quick: bool) -> Result<()> {
         ("socket cleanup latency", socket_latency),
         ("load", load_tests),
         ("footprint", footprint),
+        ("host scale", host_scale_step),
     ];
-    let only = std::env::var("EGHOSTBUSTER_BENCH_ONLY").ok();
+    let only = std::env::var("EGHOSTBUSTER_BENCH_ONLY")
+        .ok()
+        .or(only_host_scale.then(|| "host scale".to_string()));
     let mut failed = false;
     for (name, f) in steps {
-        if only.as_deref().is_some_and(|o| o != name) {
+        if only.as_deref().is_some_and(|o| o != name)
+            || (name == "host scale" && env.host_scale.is_none())
+        {
             continue;
         }
         eprintln!("bench: {name} ...");
@@ -841,7 +1008,11 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("load") => load(args.get(1).map(String::as_str).unwrap_or("")),
-        Some("all") => all(args.iter().any(|a| a == "--quick")),
-        _ => bail!("usage: eghostbuster-bench all [--quick] | load floor|seed"),
+        Some("all") => all(&args[1..], false),
+        Some("host-scale") => all(&args[1..], true),
+        _ => bail!(
+            "usage: eghostbuster-bench all [--quick] [--host-scale [SIZES]] | host-scale [--quick] [SIZES] | load floor|seed\n\
+             SIZES: --sizes 100,1000,5000 --fds 100 --rounds 3 --owners 30 --files 100000"
+        ),
     }
 }
