@@ -178,6 +178,9 @@ fn spawn_ready_line(mut cmd: Command) -> Result<(Running, Duration, String)> {
     Ok((running, t0.elapsed(), line))
 }
 
+/// An agent that acts only on what the benchmark made: the socket-file
+/// and PID-file classes (whole host without a --path) are off unless the
+/// run is --dry-run (the footprint measures every class, acting on nothing).
 fn agent_cmd(env: &Env, extra: &[&str]) -> Command {
     let mut c = Command::new(&env.agent_bin);
     c.arg("run")
@@ -186,6 +189,9 @@ fn agent_cmd(env: &Env, extra: &[&str]) -> Command {
         .arg(env.dir.join("status.json"))
         .args(extra)
         .env("RUST_LOG", "info");
+    if !extra.contains(&"--dry-run") {
+        c.args(["--no-unix-sockets", "--no-pid-files"]);
+    }
     c
 }
 
@@ -200,7 +206,16 @@ fn start(env: &Env, cfg: Cfg) -> Result<Option<Running>> {
         }
         Cfg::Agent => {
             let d = env.dir.join("loops");
-            Some(spawn_ready(agent_cmd(env, &["--path", d.to_str().unwrap()]))?.0)
+            // the socket monitor attached, as in production, but scoped to
+            // a port nothing uses: the loops measure the lock programs
+            let p = free_port().to_string();
+            Some(
+                spawn_ready(agent_cmd(
+                    env,
+                    &["--path", d.to_str().unwrap(), "--port", &p],
+                ))?
+                .0,
+            )
         }
     })
 }
