@@ -212,7 +212,17 @@ mod tests {
         let sock_ino = std::fs::metadata(format!("/proc/self/fd/{}", l.as_raw_fd()))
             .unwrap()
             .ino() as u32;
-        let here = dump_here().unwrap();
+        let here = match dump_here() {
+            // a kernel without unix_diag (CONFIG_UNIX_DIAG=m, module not
+            // loadable: the kernel matrix's guests share the host's
+            // /lib/modules) answers ENOENT; the daemon then keeps every
+            // socket file, as it cannot tell whether one is bound
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                eprintln!("skipped: this kernel has no unix_diag ({e})");
+                return;
+            }
+            r => r.unwrap(),
+        };
         assert!(here.contains(&(Vfs::of(id), sock_ino)), "{here:?}");
         drop(l);
         // unbound once closed: the file stays, no socket is bound to it
