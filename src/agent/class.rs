@@ -93,7 +93,7 @@ pub trait Duty: Send {
     fn wake(&mut self) -> Option<Wake> {
         None
     }
-    /// First thing on the worker thread (e.g. adopt a pinned table).
+    /// Before `ready`, on the main thread: adopt a pinned table.
     fn adopt(&mut self) {}
     /// A batch of this class's events, in arrival order.
     fn handle(&mut self, events: Vec<Event>);

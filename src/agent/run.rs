@@ -244,6 +244,7 @@ pub fn run(args: RunArgs, argv: Vec<OsString>) -> Result<()> {
     let (tx, rx) = crossbeam_channel::unbounded::<Msg>();
     let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded::<Arc<RunArgs>>();
     let stop = AtomicBool::new(false);
+    worker.adopt();
     log::info!(
         event = "ready";
         "ready: {}{}{}",

@@ -69,11 +69,17 @@ impl Worker {
 
     /// Until every sender is gone. `ctl` brings reloaded configurations
     /// (SIGHUP), each handed to every duty.
-    pub fn run(&mut self, rx: &Receiver<Msg>, ctl: &Receiver<Arc<RunArgs>>) {
-        let mut ctl = Some(ctl);
+    /// What pinned tables hold from before this start (records and exits
+    /// recorded while no agent ran): before `ready`, so that a lock made
+    /// after the ready line is never taken for an adopted one.
+    pub fn adopt(&mut self) {
         for (_, d) in &mut self.duties {
             d.adopt();
         }
+    }
+
+    pub fn run(&mut self, rx: &Receiver<Msg>, ctl: &Receiver<Arc<RunArgs>>) {
+        let mut ctl = Some(ctl);
         self.write_status();
         let ticker = tick(TICK);
         let closed = never();
