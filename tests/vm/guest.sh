@@ -18,6 +18,11 @@ mkdir -p /dev/pts /dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 mount -t bpf bpf /sys/fs/bpf
+# /etc writable in the guest only (an overlay on tmpfs): the security tests
+# add and remove test users; the host's /etc is never written
+mkdir -p /run/etc-rw/up /run/etc-rw/work
+mount -t overlay overlay -o lowerdir=/etc,upperdir=/run/etc-rw/up,workdir=/run/etc-rw/work /etc ||
+    echo "EGB: no writable /etc (overlay): tests that add users will fail"
 mount -t tracefs tracefs /sys/kernel/tracing
 mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
 ip link set lo up

@@ -181,8 +181,10 @@ fetch_kernel() {
 # Modules the guest needs, with their dependencies first: virtio PCI and
 # virtiofs for the root (built in on 6.12, modules on 6.1), inet_diag and
 # tcp_diag for netlink SOCK_DESTROY (the kernel cannot autoload them: the
-# host's /lib/modules has nothing for the guest's kernel), veth for tests.
-WANT_MODULES="virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci fuse virtiofs inet_diag tcp_diag veth"
+# host's /lib/modules has nothing for the guest's kernel), unix_diag for the
+# socket-file class, veth for tests, overlay for a writable /etc (the
+# security tests create users).
+WANT_MODULES="virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci fuse virtiofs inet_diag tcp_diag unix_diag veth overlay"
 
 build_initramfs() {
     local kdir=$1 kver=$2 out=$3 stage
