@@ -230,7 +230,9 @@ impl Drop for Agent {
         if matches!(self.child.try_wait(), Ok(None)) {
             self.stop();
         }
-        if std::thread::panicking() {
+        // EGB_TEST_SHOW_LOG: every agent's log, passing tests too (what a
+        // test printed, for a closing note or a bug report)
+        if std::thread::panicking() || std::env::var_os("EGB_TEST_SHOW_LOG").is_some() {
             eprintln!("--- agent log ---\n{}\n---", self.log_text());
         }
     }
