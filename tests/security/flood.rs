@@ -92,6 +92,20 @@ fn one_users_flood_leaves_room_for_another_users_locks() {
         lock.display(),
         agent.log_text()
     );
+    // A's refused creations are counted, and said once, per uid
+    let summary = agent.wait_log_line(
+        &[&format!("locks of uid {} not recorded", a.uid), "WARN"],
+        PATIENCE,
+    );
+    let n: u32 = summary
+        .split("] ")
+        .nth(1)
+        .and_then(|m| m.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {summary:?}"));
+    // A holds at most half of --max-locks 64; the rest of its 200 went
+    // unrecorded
+    assert!((168..=200).contains(&n), "{summary}");
     let log = agent.log_text();
     let warns: Vec<&str> = log
         .lines()
