@@ -32,14 +32,18 @@ fn main() {
 
     // The pinned maps' layout changes with the BPF sources: pins are kept
     // per version and per this hash, so a restart only adopts its own kind.
+    // Every file of bpf/: the objects' sources, their headers, and the
+    // code headers they include (path_walk.h, locks_*.h).
+    let mut files: Vec<PathBuf> = std::fs::read_dir("bpf")
+        .expect("bpf/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
     let mut hash: u64 = 0xcbf29ce484222325;
-    for name in &objects {
-        for ext in ["bpf.c", "h"] {
-            let bytes = std::fs::read(PathBuf::from("bpf").join(format!("{name}.{ext}")))
-                .unwrap_or_default();
-            for b in bytes {
-                hash = (hash ^ b as u64).wrapping_mul(0x100000001b3);
-            }
+    for f in &files {
+        for b in std::fs::read(f).unwrap_or_default() {
+            hash = (hash ^ b as u64).wrapping_mul(0x100000001b3);
         }
     }
     println!("cargo:rustc-env=EGHOSTBUSTER_BPF_HASH={:08x}", hash as u32);
