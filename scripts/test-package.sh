@@ -264,16 +264,18 @@ check "nothing is left after purge${left:+ (left:$left)}" test -z "$left"
 check "purge removed the log user" bash -c "! getent passwd _eghostbuster-log >/dev/null && ! getent group _eghostbuster-log >/dev/null"
 
 # --- again, the pin directory from the config file's pin_dir ---------------
-# The daemon does not read the config file yet: start it with the same
-# directory by hand, stop it (its pins stay), and let the package find it.
+# The config file names the pin directory (its [run] table, as the daemon
+# reads it): start a daemon with it, stop it (its pins stay), and let the
+# package's prerm find the directory in that file.
 check "dpkg -i installs again" dpkg -i "$deb"
 mkdir -p /etc/eghostbuster
-printf '# test-package.sh\npin_dir = "%s"\n' "$pins_toml" >"$toml"
+printf '# test-package.sh\n[run]\npin_dir = "%s"\n' "$pins_toml" >"$toml"
 /usr/sbin/eghostbuster run --path "$scope" --no-sockets --pin-dir "$pins_toml" \
     --status-file "$x/status2.json" 2>"$x/agent2.log" &
 agent_pid=$!
 for _ in $(seq 300); do grep -q "ready: " "$x/agent2.log" && break; sleep 0.1; done
 kill -TERM "$agent_pid"; wait "$agent_pid"; rc=$?; agent_pid=
+[ "$rc" = 0 ] || sed 's/^/agent: /' "$x/agent2.log" >&2
 check "a daemon with --pin-dir $pins_toml ran and stopped with status 0 (got $rc)" test "$rc" = 0
 check "its pins stay" bash -c "ls -d '$pins_toml'/*-* >/dev/null 2>&1"
 check "dpkg --purge removes it again" dpkg --purge eghostbuster
