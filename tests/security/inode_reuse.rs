@@ -72,6 +72,16 @@ fn inode_reuse(base: &Path) {
         );
         return;
     }
+    // the kernel matrix's guests have tmpfs on /tmp, which on these
+    // kernels numbers inodes from a counter that only grows: there (and
+    // only there) the attack cannot be played, and says so
+    if emulated() {
+        eprintln!(
+            "skipped: inode numbers are never reused on {} in this VM",
+            base.display()
+        );
+        return;
+    }
     panic!(
         "inode numbers were never reused on {}: this attack cannot be played here",
         base.display()
