@@ -40,6 +40,16 @@ pub struct NameStat {
 }
 
 impl NameStat {
+    /// Its owner, as the principal of a removal that has no creator's
+    /// record (sweep): the owner's uid and gid, no supplementary groups.
+    pub fn owner(&self) -> crate::host::creds::Principal {
+        crate::host::creds::Principal {
+            fsuid: self.uid,
+            fsgid: self.gid,
+            groups: Vec::new(),
+        }
+    }
+
     /// Is this the file recorded as `id` with generation `gen`?
     pub fn is(&self, id: FileId, gen: Option<u32>) -> bool {
         self.id == id && crate::files::identity::same(gen, self.gen)

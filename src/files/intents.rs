@@ -319,12 +319,7 @@ pub fn agent_alive(pid: u32) -> bool {
 pub fn restore_orphan(hidden: &Path, name: &Path) -> io::Result<()> {
     let d = dir::open_parent(name)?;
     let h = hidden.file_name().unwrap_or_default();
-    let st = d.stat(h)?;
-    let who = Principal {
-        fsuid: st.uid,
-        fsgid: st.gid,
-        groups: Vec::new(),
-    };
+    let who = d.stat(h)?.owner();
     creds::as_principal(&who, || d.restore(h)).and_then(|r| r)
 }
 

@@ -119,15 +119,11 @@ impl Target {
     fn principal(&self) -> Principal {
         match &self.creator {
             Some(c) => c.principal(),
-            None => self.dir.stat(self.dir.name()).map_or_else(
-                // gone or unreadable: the next step fails as anyone
-                |_| Principal::nobody(),
-                |st| Principal {
-                    fsuid: st.uid,
-                    fsgid: st.gid,
-                    groups: Vec::new(),
-                },
-            ),
+            // gone or unreadable: the next step fails as anyone
+            None => self
+                .dir
+                .stat(self.dir.name())
+                .map_or_else(|_| Principal::nobody(), |st| st.owner()),
         }
     }
 
