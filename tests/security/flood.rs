@@ -40,6 +40,43 @@ fn flood(name: &str, limits: &[&str]) -> Flood {
     }
 }
 
+impl Flood {
+    /// User A keeps `per` locks alive in each of `n` processes, all taken
+    /// before this returns.
+    fn a_holds(&self, procs: &mut Procs, n: usize, per: usize) {
+        for i in 0..n {
+            let names: Vec<CString> = (0..per)
+                .map(|k| c(self.da.join(format!("a{i}-{k}.lock"))))
+                .collect();
+            procs.fork(|| {
+                self.a.become_it();
+                for p in &names {
+                    create(p, true, b"");
+                }
+                park();
+            });
+        }
+        assert!(
+            wait_for(Duration::from_secs(20), || std::fs::read_dir(&self.da)
+                .is_ok_and(|d| d.count() == n * per)),
+            "user A did not take its {} locks",
+            n * per
+        );
+    }
+
+    /// User B takes one lock in a live process: its path and PID.
+    fn b_holds(&self, procs: &mut Procs) -> (PathBuf, i32) {
+        let lock = self.db.join("b.lock");
+        let l = c(&lock);
+        let pid = procs.fork(|| {
+            self.b.become_it();
+            create(&l, true, b"");
+            park();
+        });
+        (lock, pid)
+    }
+}
+
 /// Attack 5. With --max-locks 64 and --max-owners 64, user A keeps 200
 /// lock names alive in 100 live processes (two each); then user B takes a
 /// lock and is SIGKILLed: B's lock is still removed, and the log holds a
@@ -49,39 +86,11 @@ fn one_users_flood_leaves_room_for_another_users_locks() {
     if !privileged() {
         return;
     }
-    let Flood {
-        a,
-        b,
-        da,
-        db,
-        agent,
-        ..
-    } = &flood("sec-flood", &["--max-locks", "64", "--max-owners", "64"]);
+    let f = flood("sec-flood", &["--max-locks", "64", "--max-owners", "64"]);
+    let (a, da, agent) = (&f.a, &f.da, &f.agent);
     let mut procs = Procs::default();
-    for i in 0..100 {
-        let (p, q) = (
-            c(da.join(format!("a{i}.lock"))),
-            c(da.join(format!("a{i}b.lock"))),
-        );
-        procs.fork(|| {
-            a.become_it();
-            create(&p, true, b"");
-            create(&q, true, b"");
-            park();
-        });
-    }
-    assert!(
-        wait_for(Duration::from_secs(20), || std::fs::read_dir(da)
-            .is_ok_and(|d| d.count() == 200)),
-        "user A did not take its 200 locks"
-    );
-    let lock = db.join("b.lock");
-    let l = c(&lock);
-    let victim_pid = procs.fork(|| {
-        b.become_it();
-        create(&l, true, b"");
-        park();
-    });
+    f.a_holds(&mut procs, 100, 2);
+    let (lock, victim_pid) = f.b_holds(&mut procs);
     assert!(wait_for(PATIENCE, || exists(&lock)));
     std::thread::sleep(Duration::from_millis(300));
     procs.kill(victim_pid, libc::SIGKILL);
@@ -136,35 +145,11 @@ fn one_users_owners_leave_room_for_another_users_owner() {
     if !privileged() {
         return;
     }
-    let Flood {
-        a,
-        b,
-        da,
-        db,
-        agent,
-        ..
-    } = &flood("sec-owners", &["--max-locks", "4096", "--max-owners", "64"]);
+    let f = flood("sec-owners", &["--max-locks", "4096", "--max-owners", "64"]);
+    let (da, agent) = (&f.da, &f.agent);
     let mut procs = Procs::default();
-    for i in 0..100 {
-        let p = c(da.join(format!("a{i}.lock")));
-        procs.fork(|| {
-            a.become_it();
-            create(&p, true, b"");
-            park();
-        });
-    }
-    assert!(
-        wait_for(Duration::from_secs(20), || std::fs::read_dir(da)
-            .is_ok_and(|d| d.count() == 100)),
-        "user A did not take its 100 locks"
-    );
-    let lock = db.join("b.lock");
-    let l = c(&lock);
-    let victim_pid = procs.fork(|| {
-        b.become_it();
-        create(&l, true, b"");
-        park();
-    });
+    f.a_holds(&mut procs, 100, 1);
+    let (lock, victim_pid) = f.b_holds(&mut procs);
     expect_tracked(agent, &lock, victim_pid);
     procs.kill(victim_pid, libc::SIGKILL);
     procs.assert_killed(victim_pid, "user B's locker");
