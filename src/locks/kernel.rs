@@ -281,8 +281,12 @@ pub struct Exit {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LockEvent {
     Created(Created),
-    Exit(Exit),
-    NameGone { tgid: u32 },
+    /// Boxed: a burst of creations waits in the worker's queue, each the
+    /// size of the largest kind (48 bytes, not 80).
+    Exit(Box<Exit>),
+    NameGone {
+        tgid: u32,
+    },
 }
 
 impl Exit {
@@ -335,7 +339,7 @@ pub fn decode(data: &[u8]) -> Result<LockEvent, String> {
                 },
             }))
         }
-        lock_event_kind::LOCK_EV_EXIT => Ok(LockEvent::Exit(Exit::decode(data)?)),
+        lock_event_kind::LOCK_EV_EXIT => Ok(LockEvent::Exit(Box::new(Exit::decode(data)?))),
         lock_event_kind::LOCK_EV_NAME_GONE => {
             let g: lock_name_gone = read(data)?;
             Ok(LockEvent::NameGone { tgid: g.tgid })
@@ -351,8 +355,9 @@ pub trait LockKernel {
     fn record(&self, key: LockKey) -> Option<Record>;
     fn store(&self, key: LockKey, rec: &Record) -> bool;
     fn forget(&self, key: LockKey);
-    /// Every record, for adoption at start.
-    fn records(&self) -> Vec<(LockKey, Record)>;
+    /// Every record's key, for adoption at start (each record is read on
+    /// its own: 50,000 of them at once would be 14 MiB).
+    fn keys(&self) -> Vec<LockKey>;
     /// Exits not dealt with yet.
     fn pending_exits(&self) -> Vec<Exit>;
     fn exit_done(&self, tgid: u32);
@@ -492,7 +497,7 @@ mod tests {
         let e = decode(unsafe { plain::as_bytes(&rec) }).unwrap();
         assert_eq!(
             e,
-            LockEvent::Exit(Exit {
+            LockEvent::Exit(Box::new(Exit {
                 tgid: 5,
                 ppid: 4,
                 status: 9,
@@ -502,7 +507,7 @@ mod tests {
                 comm: "sleep".into(),
                 ns_tgid: 2,
                 pid_ns: 7,
-            })
+            }))
         );
         let g = lock_name_gone {
             kind: lock_event_kind::LOCK_EV_NAME_GONE.0,

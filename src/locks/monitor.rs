@@ -321,24 +321,12 @@ impl LockKernel for LockMaps {
         }
     }
 
-    fn records(&self) -> Vec<(LockKey, Record)> {
-        let mut out = Vec::new();
-        for map in [&self.locks, &self.locks_long] {
-            for k in map.keys() {
-                let Ok(key) = LockKey::from_bytes(&k) else {
-                    continue;
-                };
-                if let Some(rec) = map
-                    .lookup(&k, MapFlags::ANY)
-                    .ok()
-                    .flatten()
-                    .and_then(|b| Self::decode(key, &b))
-                {
-                    out.push((key, rec));
-                }
-            }
-        }
-        out
+    fn keys(&self) -> Vec<LockKey> {
+        [&self.locks, &self.locks_long]
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .filter_map(|k| LockKey::from_bytes(&k).ok())
+            .collect()
     }
 
     fn pending_exits(&self) -> Vec<Exit> {

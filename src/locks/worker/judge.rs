@@ -3,6 +3,7 @@
 //! handed on or left, each with its one log line.
 
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::files::removal::{self, Outcome, Target};
@@ -44,7 +45,7 @@ impl<K: LockKernel> LockWork<K> {
     /// open from its checks to its removal, and one owner's 50,000 locks
     /// would exhaust the 1,024 a service is given). Returns work for
     /// owners that died while being handed a lock.
-    fn evaluate_round(&mut self, mut work: Vec<Work>) -> Vec<Work> {
+    fn evaluate_round(&mut self, work: Vec<Work>) -> Vec<Work> {
         // every dying owner of the round holds nothing, whichever chunk
         // its locks are judged in
         let mut ignore = vec![self.own_pid];
@@ -52,10 +53,13 @@ impl<K: LockKernel> LockWork<K> {
         ignore.sort_unstable();
         ignore.dedup();
         let mut next = Vec::new();
-        while !work.is_empty() {
-            let rest = work.split_off(work.len().min(CHUNK));
-            next.extend(self.evaluate_chunk(work, &ignore));
-            work = rest;
+        let mut work = work.into_iter();
+        loop {
+            let chunk: Vec<Work> = work.by_ref().take(CHUNK).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            next.extend(self.evaluate_chunk(chunk, &ignore));
         }
         next.append(&mut self.deferred);
         next
@@ -65,7 +69,11 @@ impl<K: LockKernel> LockWork<K> {
         let mut next = Vec::new();
         let mut cands = Vec::new();
         for w in work {
-            let Some(lock) = self.table.get(&w.key).cloned() else {
+            let Some(lock) = self.table.get(&w.key) else {
+                // its record is gone from the kernel's table: forget it
+                if self.table.tracks(&w.key) {
+                    self.table.untrack(&w.key);
+                }
                 continue;
             };
             if lock.owner() != w.owner {
@@ -213,7 +221,7 @@ impl<K: LockKernel> LockWork<K> {
                     self.deferred.push(Work {
                         key,
                         owner: ppid,
-                        cause: Cause::of(pe),
+                        cause: Arc::new(Cause::of(pe)),
                     });
                 }
                 None
@@ -317,7 +325,7 @@ impl<K: LockKernel> LockWork<K> {
             next.push(Work {
                 key: c.lock.key,
                 owner: c.lock.owner(),
-                cause: Cause::Gone { pid: tgid },
+                cause: Arc::new(Cause::Gone { pid: tgid }),
             });
             return;
         };
@@ -336,7 +344,7 @@ impl<K: LockKernel> LockWork<K> {
             next.push(Work {
                 key: c.lock.key,
                 owner: tgid,
-                cause: Cause::Gone { pid: tgid },
+                cause: Arc::new(Cause::Gone { pid: tgid }),
             });
         }
     }

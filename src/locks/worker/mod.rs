@@ -25,7 +25,7 @@ use crate::locks::kernel::{
 use crate::locks::metrics::LockMetrics;
 use crate::locks::patterns::{LockMatcher, Match};
 use crate::locks::resolve::Root;
-use crate::locks::table::{Table, Tracked};
+use crate::locks::table::{Brief, Table, Tracked};
 
 pub struct LockConfig {
     pub dry_run: bool,
@@ -36,7 +36,9 @@ pub struct LockConfig {
 struct Work {
     key: LockKey,
     owner: u32,
-    cause: Cause,
+    /// Shared by all of one owner's locks (50,000 copies of its command
+    /// were 6 MiB).
+    cause: Arc<Cause>,
 }
 
 struct Candidate {
@@ -104,8 +106,6 @@ pub struct LockWork<K: LockKernel> {
     metrics: Arc<LockMetrics>,
     /// When the batch being handled reached the worker (decision latency).
     batch_at: std::time::Instant,
-    /// Locks adopted from pins at start (their age counts from then).
-    adopted: HashSet<LockKey>,
 }
 
 impl<K: LockKernel> LockWork<K> {
@@ -125,7 +125,6 @@ impl<K: LockKernel> LockWork<K> {
             unstored: 0,
             metrics,
             batch_at: std::time::Instant::now(),
-            adopted: HashSet::new(),
         })
     }
 
@@ -134,18 +133,21 @@ impl<K: LockKernel> LockWork<K> {
     /// happened meanwhile, which are judged at once.
     pub fn adopt(&mut self) {
         self.batch_at = std::time::Instant::now();
-        let records = self.table.kernel.records();
+        let keys = self.table.kernel.keys();
         let exits = self.table.kernel.pending_exits();
-        let n = records.len();
-        let (pending, known): (Vec<_>, Vec<_>) =
-            records.into_iter().partition(|(k, _)| k.is_pending());
-        for (key, rec) in known {
-            self.insert(key, rec);
+        let n = keys.len();
+        let (pending, known): (Vec<_>, Vec<_>) = keys.into_iter().partition(|k| k.is_pending());
+        for key in known {
+            if let Some(rec) = self.table.kernel.record(key) {
+                self.insert(key, rec);
+            }
         }
-        for (key, rec) in pending {
-            self.resolve_pending(key, rec);
+        for key in pending {
+            if let Some(rec) = self.table.kernel.record(key) {
+                self.resolve_pending(key, rec);
+            }
         }
-        self.adopted = self.table.values().map(|l| l.key).collect();
+        self.table.mark_adopted();
         if n > 0 || !exits.is_empty() {
             log::info!(
                 "adopted {} tracked lock(s) and {} exit(s) recorded while no agent ran",
@@ -153,7 +155,12 @@ impl<K: LockKernel> LockWork<K> {
                 exits.len()
             );
         }
-        self.handle(exits.into_iter().map(LockEvent::Exit).collect());
+        self.handle(
+            exits
+                .into_iter()
+                .map(|e| LockEvent::Exit(Box::new(e)))
+                .collect(),
+        );
     }
 
     pub fn handle(&mut self, events: Vec<LockEvent>) {
@@ -166,8 +173,8 @@ impl<K: LockKernel> LockWork<K> {
                 LockEvent::NameGone { tgid } => self.on_name_gone(tgid),
                 LockEvent::Exit(e) => {
                     exited.push(e.tgid);
-                    self.batch_exits.insert(e.tgid, e.clone());
-                    work.extend(self.on_exit(e));
+                    self.batch_exits.insert(e.tgid, (*e).clone());
+                    self.on_exit(*e, &mut work);
                 }
             }
         }
@@ -214,33 +221,29 @@ impl<K: LockKernel> LockWork<K> {
         Root::of(mnt_ns, self.own_mnt_ns, prefer)
     }
 
-    fn on_exit(&mut self, e: Exit) -> Vec<Work> {
+    /// Work for each lock of an owner that exited, added to `work`.
+    fn on_exit(&mut self, e: Exit, work: &mut Vec<Work>) {
         if !self.table.owns_any(e.tgid) {
-            return Vec::new();
+            return;
         }
         self.suspect.remove(&e.tgid);
-        let cause = Cause::of(&e);
+        let cause = Arc::new(Cause::of(&e));
+        let gone = Arc::new(Cause::Gone { pid: e.tgid });
         let start = procfs::boottime_ns_to_ticks(e.start_boottime);
-        self.table
-            .of_owner(e.tgid)
-            .into_iter()
-            .map(|key| {
-                // an owner whose exit we missed, and whose PID was reused
-                let same = self
-                    .table
-                    .get(&key)
-                    .is_some_and(|l| l.owner_start_ticks() == start);
-                Work {
-                    key,
-                    owner: e.tgid,
-                    cause: if same {
-                        cause.clone()
-                    } else {
-                        Cause::Gone { pid: e.tgid }
-                    },
+        // an owner whose exit we missed, and whose PID was reused, has
+        // locks of another start time
+        work.extend(self.table.briefs_of(e.tgid).map(|b| {
+            Work {
+                key: b.key,
+                owner: e.tgid,
+                cause: if b.owner_start_ticks() == start {
+                    &cause
+                } else {
+                    &gone
                 }
-            })
-            .collect()
+                .clone(),
+            }
+        }));
     }
 
     /// Once a second: kernel counters, and owners that died unseen (lost
@@ -285,6 +288,7 @@ impl<K: LockKernel> LockWork<K> {
         }
         let mut work = Vec::new();
         for (pid, start) in self.table.owners() {
+            let gone = Arc::new(Cause::Gone { pid });
             let alive = procfs::stat(pid).is_some_and(|s| s.alive() && s.start_ticks == start);
             if alive {
                 self.suspect.remove(&pid);
@@ -298,11 +302,12 @@ impl<K: LockKernel> LockWork<K> {
                 work.extend(due.map(|key| Work {
                     key,
                     owner: pid,
-                    cause: Cause::Gone { pid },
+                    cause: gone.clone(),
                 }));
             }
         }
         self.evaluate(work);
+        self.table.compact();
         self.gauge();
     }
 
@@ -339,31 +344,39 @@ impl<K: LockKernel> LockWork<K> {
         use std::hash::Hash;
         let mut h = h;
         self.table.len().hash(&mut h);
-        for l in self.table.values() {
-            (l.key.dev, l.key.ino, l.owner(), l.rec.owner_start).hash(&mut h);
-            l.rec.stale.is_some().hash(&mut h);
+        for l in self.table.briefs() {
+            (l.key.dev, l.key.ino, l.owner, l.owner_start, l.stale).hash(&mut h);
         }
     }
 
-    /// At most `limit` tracked locks for the status file (those kept stale
-    /// for a live process first, then by path), and how many there are.
+    /// At most `limit` tracked locks for the status file, and how many
+    /// there are. Those kept stale for a live process are chosen first,
+    /// then the oldest; the chosen are listed stale first, then by path.
+    /// Only their records are read from the kernel.
     pub fn status(&self, limit: usize) -> (Vec<LockStatus>, usize) {
         let now_ticks = procfs::uptime_ticks();
         let now = std::time::SystemTime::now();
-        let mut all: Vec<&Tracked> = self.table.values().collect();
-        let order = |a: &&Tracked, b: &&Tracked| {
-            (a.rec.stale.is_none(), &a.rec.path).cmp(&(b.rec.stale.is_none(), &b.rec.path))
+        let mut chosen: Vec<Brief> = self.table.briefs().collect();
+        let pick = |a: &Brief, b: &Brief| {
+            (!a.stale, a.since, a.key.dev, a.key.ino)
+                .cmp(&(!b.stale, b.since, b.key.dev, b.key.ino))
         };
-        if all.len() > limit && limit > 0 {
-            all.select_nth_unstable_by(limit - 1, order);
+        if chosen.len() > limit && limit > 0 {
+            chosen.select_nth_unstable_by(limit - 1, pick);
         }
-        all.truncate(limit);
-        all.sort_by(order);
+        chosen.truncate(limit);
+        let mut all: Vec<(Brief, Tracked)> = chosen
+            .into_iter()
+            .filter_map(|b| Some((b, self.table.get(&b.key)?)))
+            .collect();
+        all.sort_by(|(_, a), (_, b)| {
+            (a.rec.stale.is_none(), &a.rec.path).cmp(&(b.rec.stale.is_none(), &b.rec.path))
+        });
         // one look per owner, not per lock (an owner may have thousands)
         let mut alive_owners: HashMap<(u32, u64), bool> = HashMap::new();
         let v = all
             .into_iter()
-            .map(|l| {
+            .map(|(b, l)| {
                 let alive = *alive_owners
                     .entry((l.owner(), l.owner_start_ticks()))
                     .or_insert_with(|| {
@@ -378,12 +391,7 @@ impl<K: LockKernel> LockWork<K> {
                     owner_age_s: now_ticks.saturating_sub(l.owner_start_ticks())
                         / procfs::clock_ticks_per_sec(),
                     lock_age_s: now.duration_since(l.since).map_or(0, |d| d.as_secs()),
-                    age_from: if self.adopted.contains(&l.key) {
-                        "adopted"
-                    } else {
-                        "created"
-                    }
-                    .into(),
+                    age_from: if b.adopted { "adopted" } else { "created" }.into(),
                     state: if l.rec.stale.is_some() {
                         "held"
                     } else {

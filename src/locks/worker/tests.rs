@@ -122,7 +122,7 @@ fn a_killed_owners_lock_is_removed_and_forgotten() {
     created(&mut w, key, record(&lock, pid, start, LockKind::Open));
     assert_eq!(w.table.len(), 1);
     kill(child);
-    w.handle(vec![LockEvent::Exit(exit(pid, start, 9, 1))]);
+    w.handle(vec![LockEvent::Exit(Box::new(exit(pid, start, 9, 1)))]);
     assert!(!lock.exists());
     assert_eq!(w.table.len(), 0);
     assert!(w.table.kernel.locks.borrow().is_empty());
@@ -140,7 +140,7 @@ fn a_clean_exit_hands_the_lock_to_the_parent() {
     let key = key_of(&lock);
     created(&mut w, key, record(&lock, pid, start, LockKind::Open));
     kill(child);
-    w.handle(vec![LockEvent::Exit(exit(pid, start, 0, ppid))]);
+    w.handle(vec![LockEvent::Exit(Box::new(exit(pid, start, 0, ppid)))]);
     assert!(lock.exists());
     assert_eq!(w.table.get(&key).unwrap().owner(), ppid);
     assert_eq!(w.table.kernel.record(key).unwrap().tgid, ppid);
@@ -163,7 +163,7 @@ fn a_live_pid_in_the_file_keeps_it_and_becomes_the_owner() {
     let key = key_of(&lock);
     created(&mut w, key, record(&lock, pid, start, LockKind::Open));
     kill(child);
-    w.handle(vec![LockEvent::Exit(exit(pid, start, 9, 1))]);
+    w.handle(vec![LockEvent::Exit(Box::new(exit(pid, start, 9, 1)))]);
     assert!(lock.exists());
     assert_eq!(m.kept_count(KeptReason::PidAlive), 1);
     let l = w.table.get(&key).unwrap();
@@ -172,7 +172,7 @@ fn a_live_pid_in_the_file_keeps_it_and_becomes_the_owner() {
     // the holder ends: now it goes
     let hstart = l.rec.owner_start;
     kill(holder);
-    w.handle(vec![LockEvent::Exit(exit(hpid, hstart, 9, 1))]);
+    w.handle(vec![LockEvent::Exit(Box::new(exit(hpid, hstart, 9, 1)))]);
     assert!(!lock.exists());
     assert_eq!(m.removed_total.load(Relaxed), 1);
 }
@@ -198,7 +198,7 @@ fn deny_listed_and_out_of_scope_names() {
     assert!(w.table.kernel.record(fkey).is_none());
     assert_eq!(w.table.len(), 1);
     kill(child);
-    w.handle(vec![LockEvent::Exit(exit(pid, start, 9, 1))]);
+    w.handle(vec![LockEvent::Exit(Box::new(exit(pid, start, 9, 1)))]);
     assert!(cargo.exists() && far.exists());
     assert_eq!(m.kept_count(KeptReason::DenyList), 1);
     assert_eq!(w.table.len(), 0);
@@ -293,7 +293,7 @@ fn a_replaced_name_is_released_not_removed() {
     std::fs::remove_file(&lock).unwrap();
     std::fs::write(&lock, "data").unwrap();
     kill(child);
-    w.handle(vec![LockEvent::Exit(exit(pid, start, 9, 1))]);
+    w.handle(vec![LockEvent::Exit(Box::new(exit(pid, start, 9, 1)))]);
     drop(old);
     assert_eq!(std::fs::read(&lock).unwrap(), b"data");
     assert_eq!(m.removed_total.load(Relaxed), 0);

@@ -85,12 +85,11 @@ impl<K: LockKernel> LockWork<K> {
         if let Some(t) = self.table.on_file(&st.id) {
             if matches!(rec.kind, LockKind::Moved | LockKind::Rename) {
                 if t.rec.path != rec.path {
-                    let k = t.key;
-                    self.follow(k, rec.path);
+                    self.follow(t.key, rec.path);
                 }
                 return;
             }
-            if self.still_named(t) {
+            if self.still_named(&t) {
                 return; // another name for a tracked lock's inode
             }
         }
@@ -174,7 +173,7 @@ impl<K: LockKernel> LockWork<K> {
             Esc::str(&rec.comm),
             rec.kind
         );
-        self.table.insert(key, rec, class);
+        self.table.insert(key, &rec, class);
         self.metrics.tracked_total.fetch_add(1, Relaxed);
     }
 
@@ -185,7 +184,7 @@ impl<K: LockKernel> LockWork<K> {
             .table
             .of_owner(tgid)
             .into_iter()
-            .filter(|k| !self.table.get(k).is_some_and(|l| self.still_named(l)))
+            .filter(|k| !self.table.get(k).is_some_and(|l| self.still_named(&l)))
             .collect();
         for k in gone {
             self.table.untrack(&k);
@@ -194,11 +193,12 @@ impl<K: LockKernel> LockWork<K> {
 
     /// Forget locks whose names are gone (released by someone else).
     pub(super) fn prune(&mut self) {
+        // a lock whose record the kernel lost is forgotten here too
         let gone: Vec<LockKey> = self
             .table
-            .values()
-            .filter(|l| !self.still_named(l))
-            .map(|l| l.key)
+            .briefs()
+            .filter(|b| !self.table.get(&b.key).is_some_and(|l| self.still_named(&l)))
+            .map(|b| b.key)
             .collect();
         for k in &gone {
             self.table.untrack(k);
