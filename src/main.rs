@@ -59,6 +59,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(args) => {
+            host::memory::tune();
             agent::logging::init(&args.log);
             done(agent::run::run(args, argv).map(|()| 0))
         }

@@ -108,6 +108,7 @@ impl Worker {
                         d.tick();
                     }
                     self.write_status();
+                    crate::host::memory::trim();
                 }
                 recv(ctl.unwrap_or(&closed)) -> args => match args {
                     Ok(args) => {

@@ -1,6 +1,6 @@
 //! Facts about the host: /proc (`procfs`), network namespaces (`netns`),
 //! requirements and mounts (`sysenv`), the pin directory (`pins`), the
-//! clocks (`clock`), the one way the agent writes a file (`atomic`), and
+//! clocks (`clock`), the allocator (`memory`), the one way the agent writes a file (`atomic`), and
 //! the one reader of BPF global sections (`bpfmap`).
 
 pub mod atomic;
@@ -10,6 +10,7 @@ pub mod clock;
 pub mod creds;
 #[allow(dead_code)] // wired into every text output by the logging work (issue 16)
 pub mod escape;
+pub mod memory;
 pub mod netlink;
 pub mod netns;
 pub mod pidwatch;
