@@ -79,16 +79,17 @@ static __always_inline struct task_struct *current_leader(void)
 	return bpf_get_current_task_btf()->group_leader;
 }
 
-/* The creator's filesystem credentials, as permission checks use them. */
+/* The creator's filesystem credentials, as permission checks use them
+ * (@task: a BTF pointer, read by direct loads). */
 static __always_inline void read_creds(struct task_struct *task, struct lock_record_head *h)
 {
-	const struct cred *cred = BPF_CORE_READ(task, cred);
-	struct group_info *gi = BPF_CORE_READ(cred, group_info);
+	const struct cred *cred = task->cred;
+	struct group_info *gi = cred->group_info;
 	__u32 n;
 
-	h->fsuid = BPF_CORE_READ(cred, fsuid.val);
-	h->fsgid = BPF_CORE_READ(cred, fsgid.val);
-	n = BPF_CORE_READ(gi, ngroups);
+	h->fsuid = cred->fsuid.val;
+	h->fsgid = cred->fsgid.val;
+	n = gi->ngroups;
 	h->ngroups = n;
 	h->_pad2 = 0;
 	if (n > LOCK_MAX_GROUPS)
@@ -96,24 +97,21 @@ static __always_inline void read_creds(struct task_struct *task, struct lock_rec
 	bpf_probe_read_kernel(h->groups, n * sizeof(__u32), &gi->gid[0]);
 }
 
-/* Does @uid hold its share of the table already? */
-static __always_inline bool over_share(__u32 uid)
+/* How many records @uid holds (NULL: none yet, or no shares). */
+static __always_inline __u32 *share_of(__u32 uid)
 {
-	__u32 *held;
-
 	if (!uid_lock_share)
-		return false;
-	held = bpf_map_lookup_elem(&uid_locks, &uid);
-	return held && *held >= uid_lock_share;
+		return NULL;
+	return bpf_map_lookup_elem(&uid_locks, &uid);
 }
 
-static __always_inline void share_add(__u32 uid)
+/* One more record for @uid, whose count share_of() found at @held. */
+static __always_inline void share_add(__u32 uid, __u32 *held)
 {
-	__u32 one = 1, *held;
+	__u32 one = 1;
 
 	if (!uid_lock_share)
 		return;
-	held = bpf_map_lookup_elem(&uid_locks, &uid);
 	if (held)
 		__sync_fetch_and_add(held, 1);
 	else

@@ -130,8 +130,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 16384, value_parser = clap::value_parser!(u32).range(64..=4_194_304))]
     pub max_owners: u32,
 
-    /// Most locks tracked at once in user space
-    #[arg(long, value_name = "N", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(64..=16_777_216))]
+    /// Most locks tracked at once (the kernel's table, preallocated: about
+    /// 376 bytes a slot)
+    #[arg(long, value_name = "N", default_value_t = 16384, value_parser = clap::value_parser!(u32).range(64..=16_777_216))]
     pub max_locks: u32,
 
     /// Size of the lock-event ring buffer (power of two, at least 64K)
