@@ -354,7 +354,12 @@ pub fn decode(data: &[u8]) -> Result<LockEvent, String> {
 pub trait LockKernel {
     fn record(&self, key: LockKey) -> Option<Record>;
     fn store(&self, key: LockKey, rec: &Record) -> bool;
-    fn forget(&self, key: LockKey);
+    /// Delete a record; `fsuid`: its creator's, when the caller has read
+    /// it (else the record is read to learn whose share it counts to).
+    fn forget(&self, key: LockKey, fsuid: Option<u32>);
+    /// Apply the per-uid counts changed since the last flush (after each
+    /// batch: one update per uid, not two syscalls per lock).
+    fn flush(&self) {}
     /// Every record's key, for adoption at start (each record is read on
     /// its own: 50,000 of them at once would be 14 MiB).
     fn keys(&self) -> Vec<LockKey>;

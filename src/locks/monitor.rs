@@ -222,6 +222,8 @@ pub struct LockMaps {
     pub bss: MapHandle,
     /// Records held per creator uid (bpf/locks.bpf.c uid_locks).
     pub uid_locks: MapHandle,
+    /// Changes to uid_locks not applied yet (flush).
+    shares: std::cell::RefCell<std::collections::HashMap<u32, i64>>,
 }
 
 impl LockMaps {
@@ -235,34 +237,15 @@ impl LockMaps {
             exited: MapHandle::try_from(&m.exited).context("exited map")?,
             bss: MapHandle::try_from(&m.bss).context(".bss map")?,
             uid_locks: MapHandle::try_from(&m.uid_locks).context("uid_locks map")?,
+            shares: Default::default(),
         })
     }
 
     /// Move `uid`'s count of held records by one (the kernel adds for
-    /// the records it inserts; we add and take off for ours).
+    /// the records it inserts; we add and take off for ours), applied by
+    /// the next flush.
     fn share(&self, uid: u32, up: bool) {
-        let k = uid.to_ne_bytes();
-        let now = self
-            .uid_locks
-            .lookup(&k, MapFlags::ANY)
-            .ok()
-            .flatten()
-            .and_then(|v| {
-                v.get(..4)
-                    .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-            })
-            .unwrap_or(0);
-        let next = if up {
-            now.saturating_add(1)
-        } else {
-            now.saturating_sub(1)
-        };
-        let _ = if next == 0 {
-            self.uid_locks.delete(&k)
-        } else {
-            self.uid_locks
-                .update(&k, &next.to_ne_bytes(), MapFlags::ANY)
-        };
+        *self.shares.borrow_mut().entry(uid).or_default() += if up { 1 } else { -1 };
     }
 
     fn held(&self, k: &[u8]) -> Option<Vec<u8>> {
@@ -311,13 +294,44 @@ impl LockKernel for LockMaps {
         ok
     }
 
-    fn forget(&self, key: LockKey) {
+    fn forget(&self, key: LockKey, fsuid: Option<u32>) {
         let k = key.to_bytes();
-        let Some(rec) = self.held(&k).and_then(|b| Self::decode(key, &b)) else {
+        let Some(uid) = fsuid.or_else(|| {
+            self.held(&k)
+                .and_then(|b| Self::decode(key, &b))
+                .map(|r| r.creator.fsuid)
+        }) else {
             return;
         };
         if self.locks.delete(&k).is_ok() || self.locks_long.delete(&k).is_ok() {
-            self.share(rec.creator.fsuid, false);
+            self.share(uid, false);
+        }
+    }
+
+    /// One read and one write per uid whose count moved.
+    fn flush(&self) {
+        for (uid, delta) in self.shares.borrow_mut().drain() {
+            if delta == 0 {
+                continue;
+            }
+            let k = uid.to_ne_bytes();
+            let now = self
+                .uid_locks
+                .lookup(&k, MapFlags::ANY)
+                .ok()
+                .flatten()
+                .and_then(|v| {
+                    v.get(..4)
+                        .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                })
+                .unwrap_or(0);
+            let next = (now as i64 + delta).clamp(0, u32::MAX as i64) as u32;
+            let _ = if next == 0 {
+                self.uid_locks.delete(&k)
+            } else {
+                self.uid_locks
+                    .update(&k, &next.to_ne_bytes(), MapFlags::ANY)
+            };
         }
     }
 

@@ -26,7 +26,7 @@ impl LockKernel for FakeKernel {
         l.insert(key, rec.clone());
         true
     }
-    fn forget(&self, key: LockKey) {
+    fn forget(&self, key: LockKey, _fsuid: Option<u32>) {
         self.locks.borrow_mut().remove(&key);
     }
     fn keys(&self) -> Vec<LockKey> {

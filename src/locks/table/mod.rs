@@ -343,7 +343,13 @@ impl<K: LockKernel> Table<K> {
     /// Tracking ends: here and in the kernel's table.
     pub fn untrack(&mut self, key: &LockKey) {
         self.drop_entry(key);
-        self.kernel.forget(*key);
+        self.kernel.forget(*key, None);
+    }
+
+    /// The same for a lock whose record was read (no second read).
+    pub fn untrack_lock(&mut self, lock: &Tracked) {
+        self.drop_entry(&lock.key);
+        self.kernel.forget(lock.key, Some(lock.rec.creator.fsuid));
     }
 
     /// Give back what a burst took: the indexes shrink once they are

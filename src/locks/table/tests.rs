@@ -59,7 +59,7 @@ fn a_lock_is_read_back_whole_from_the_kernel() {
 #[test]
 fn a_lock_whose_record_the_kernel_lost_is_not_returned() {
     let t = table(&[(key(1, 0), rec("/run/a.lock", 10, 500))]);
-    t.kernel.forget(key(1, 0));
+    t.kernel.forget(key(1, 0), None);
     assert!(t.tracks(&key(1, 0)));
     assert!(t.get(&key(1, 0)).is_none());
     assert_eq!(t.all().count(), 0);

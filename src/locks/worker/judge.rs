@@ -104,7 +104,7 @@ impl<K: LockKernel> LockWork<K> {
                     );
                     self.decided();
                     self.metrics.removed_total.fetch_add(1, Relaxed);
-                    self.table.untrack(&c.lock.key);
+                    self.table.untrack_lock(&c.lock);
                 }
                 Outcome::WouldRemove => {
                     log::info!(
@@ -113,12 +113,12 @@ impl<K: LockKernel> LockWork<K> {
                         "would remove {path}{place}: {} (dry run)", c.reason
                     );
                     self.decided();
-                    self.table.untrack(&c.lock.key);
+                    self.table.untrack_lock(&c.lock);
                 }
                 Outcome::Kept(keep) => self.keep(&c, keep, &mut next),
                 Outcome::Gone => {
                     log::debug!("{path} was removed by someone else");
-                    self.table.untrack(&c.lock.key);
+                    self.table.untrack_lock(&c.lock);
                 }
                 Outcome::Failed(e) => {
                     log::error!(
@@ -128,7 +128,7 @@ impl<K: LockKernel> LockWork<K> {
                     );
                     self.decided();
                     self.metrics.removal_failures_total.fetch_add(1, Relaxed);
-                    self.table.untrack(&c.lock.key);
+                    self.table.untrack_lock(&c.lock);
                 }
             }
         }
@@ -171,7 +171,7 @@ impl<K: LockKernel> LockWork<K> {
         match decision {
             Decision::Released(what) => {
                 log::debug!("{path} was released ({what})");
-                self.table.untrack(&key);
+                self.table.untrack_lock(&lock);
                 None
             }
             Decision::Kept {
@@ -192,7 +192,7 @@ impl<K: LockKernel> LockWork<K> {
                 );
                 self.decided();
                 self.metrics.kept(reason);
-                self.table.untrack(&key);
+                self.table.untrack_lock(&lock);
                 None
             }
             Decision::HandToParent {
@@ -316,7 +316,7 @@ impl<K: LockKernel> LockWork<K> {
                 "kept {path}: {keep}; {}", c.reason
             );
             self.decided();
-            self.table.untrack(&c.lock.key);
+            self.table.untrack_lock(&c.lock);
             return;
         };
         let tgid = procfs::tgid(pid).unwrap_or(pid);

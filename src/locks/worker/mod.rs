@@ -183,6 +183,7 @@ impl<K: LockKernel> LockWork<K> {
         for tgid in exited {
             self.table.kernel.exit_done(tgid);
         }
+        self.table.kernel.flush();
         self.gauge();
     }
 
@@ -308,6 +309,7 @@ impl<K: LockKernel> LockWork<K> {
         }
         self.evaluate(work);
         self.table.compact();
+        self.table.kernel.flush();
         self.gauge();
     }
 

@@ -28,7 +28,7 @@ impl<K: LockKernel> LockWork<K> {
     /// be replaced; a replacement taken by any tracked way is recorded
     /// again by the kernel, after this one, and its creator then wins.
     pub(super) fn resolve_pending(&mut self, pkey: LockKey, mut rec: Record) {
-        self.table.kernel.forget(pkey);
+        self.table.kernel.forget(pkey, Some(rec.creator.fsuid));
         let raw = rec.path.clone();
         if rec.flags & (LOCK_F_PATH_TRUNCATED | LOCK_F_UNREACHABLE) != 0 {
             log::debug!(
@@ -150,12 +150,12 @@ impl<K: LockKernel> LockWork<K> {
                 Esc::str(&rec.comm),
                 Esc::path(&rec.path)
             );
-            self.table.kernel.forget(key);
+            self.table.kernel.forget(key, Some(rec.creator.fsuid));
             return;
         }
         let class = self.cfg.matcher.classify(&rec.path);
         if matches!(class, Match::OutOfScope | Match::NotLockName) {
-            self.table.kernel.forget(key);
+            self.table.kernel.forget(key, Some(rec.creator.fsuid));
             return;
         }
         if rec.flags & LOCK_F_OWNER_UNTRACKED != 0 {
@@ -180,14 +180,12 @@ impl<K: LockKernel> LockWork<K> {
     /// The owner removed or renamed something: stop tracking whichever of
     /// its locks no longer exists under its name.
     pub(super) fn on_name_gone(&mut self, tgid: u32) {
-        let gone: Vec<LockKey> = self
-            .table
-            .of_owner(tgid)
-            .into_iter()
-            .filter(|k| !self.table.get(k).is_some_and(|l| self.still_named(&l)))
-            .collect();
-        for k in gone {
-            self.table.untrack(&k);
+        for k in self.table.of_owner(tgid) {
+            match self.table.get(&k) {
+                Some(l) if self.still_named(&l) => {}
+                Some(l) => self.table.untrack_lock(&l),
+                None => self.table.untrack(&k),
+            }
         }
     }
 
