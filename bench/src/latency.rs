@@ -279,6 +279,7 @@ pub(crate) fn load_tests(env: &Env, out: &mut String) -> Result<()> {
         hwm as f64 / 1024.0
     ));
     drop(agent);
+    many_locks(env, out)?;
 
     // 10,000 leaked CLOSE_WAIT sockets at once
     raise_nofile();
@@ -312,6 +313,103 @@ pub(crate) fn load_tests(env: &Env, out: &mut String) -> Result<()> {
         n - left,
         cpu1 - cpu0,
         hwm as f64 / 1024.0
+    ));
+    Ok(())
+}
+
+/// `locks_tracked` in the agent's status file.
+fn tracked(env: &Env) -> Option<u64> {
+    let s = std::fs::read_to_string(env.dir.join("status.json")).ok()?;
+    let at = s.find("\"locks_tracked\":")? + "\"locks_tracked\":".len();
+    let digits: String = s[at..]
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// 50,000 locks tracked at once (issue 13): one live process makes them
+/// all (O_EXCL, `*.lock`), then is SIGKILLed and every one is removed.
+/// The agent's peak RSS covers both.
+fn many_locks(env: &Env, out: &mut String) -> Result<()> {
+    let n: u64 = if env.quick { 500 } else { 50_000 };
+    let dir = env.dir.join("many");
+    std::fs::create_dir_all(&dir)?;
+    // each uid may hold half the table: 50,000 of root's need 100,000
+    let (agent, _) = spawn_ready(agent_cmd(
+        env,
+        &[
+            "--path",
+            dir.to_str().unwrap(),
+            "--no-sockets",
+            "--max-locks",
+            "131072",
+        ],
+    ))?;
+    let apid = agent.child.id();
+    let (cpu0, _, idle) = cpu_and_hwm(apid);
+    // built before the fork: the child only opens, closes and waits
+    let paths: Vec<CString> = (0..n)
+        .map(|i| cstr(&dir.join(format!("m{i}.lock"))))
+        .collect();
+    let mut fds = [0i32; 2];
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        bail!("pipe: {}", std::io::Error::last_os_error());
+    }
+    let t0 = Instant::now();
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        unsafe {
+            for p in &paths {
+                let fd = libc::open(
+                    p.as_ptr(),
+                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
+                    0o644,
+                );
+                libc::close(fd);
+            }
+            libc::write(fds[1], b"x".as_ptr().cast(), 1);
+            loop {
+                libc::pause();
+            }
+        }
+    }
+    unsafe { libc::close(fds[1]) };
+    let mut b = [0u8; 1];
+    unsafe { libc::read(fds[0], b.as_mut_ptr().cast(), 1) };
+    unsafe { libc::close(fds[0]) };
+    let made = t0.elapsed().as_secs_f64();
+    let end = Instant::now() + Duration::from_secs(120);
+    while tracked(env) != Some(n) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let seen = t0.elapsed().as_secs_f64();
+    let held = tracked(env).unwrap_or(0);
+    let (cpu1, _, rss) = cpu_and_hwm(apid);
+    let t1 = Instant::now();
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
+    let count = || std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+    let end = Instant::now() + Duration::from_secs(120);
+    while count() > 0 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let gone = t1.elapsed().as_secs_f64();
+    let left = count();
+    let (cpu2, hwm, after) = cpu_and_hwm(apid);
+    let mib = |kb: u64| kb as f64 / 1024.0;
+    out.push_str(&format!(
+        "| locks tracked at once, one live owner, then SIGKILLed (RSS idle {:.1} MiB, with {held} tracked {:.1} MiB, after {:.1} MiB; tracking took {:.2} s of CPU) | {n} | made in {made:.1} s, all tracked after {seen:.1} s | {} | {left} | {gone:.1} s after the kill | {:.2} s | {:.1} MiB |\n",
+        mib(idle),
+        mib(rss),
+        mib(after),
+        cpu1 - cpu0,
+        n as usize - left,
+        cpu2 - cpu1,
+        mib(hwm)
     ));
     Ok(())
 }

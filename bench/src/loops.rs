@@ -136,40 +136,66 @@ pub(crate) fn program_cost(env: &Env, out: &mut String) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("existing.dat"), b"x")?;
     let rounds = if env.quick { 1 } else { 5 };
-    // (config, program name prefix) -> per-run ns samples, per hook
-    let hooks: [(&str, &str, &str, &str); 2] = [
+    // (loop, hooks, floor's, agent's and seed's programs on them): the
+    // ns per loop iteration of all of a configuration's programs there
+    type Hook<'a> = (&'a str, &'a str, &'a [&'a str], &'a [&'a str], &'a [&'a str]);
+    let seed_open: &[&str] = &["seed_enter_open", "seed_exit_opena"];
+    let hooks: [Hook; 3] = [
         (
             "open+close",
             "sys_exit_openat",
-            "fl_openat",
-            "handle_openat_exit",
+            &["fl_openat"],
+            &["handle_openat_exit"],
+            seed_open,
         ),
-        ("fork+exit", "sched_process_exit", "fl_exit", "handle_exit"),
+        (
+            "create+unlink (O_EXCL, *.lock)",
+            "sys_exit_openat + sys_exit_unlink(at)",
+            &["fl_openat", "fl_unlinkat", "fl_unlink"],
+            &[
+                "handle_openat_exit",
+                "handle_unlinkat_exit",
+                "handle_unlink_exit",
+            ],
+            seed_open,
+        ),
+        (
+            "fork+exit",
+            "sched_process_exit",
+            &["fl_exit"],
+            &["handle_exit"],
+            &["seed_exit"],
+        ),
     ];
-    let mut res: HashMap<(Cfg, &str), Vec<f64>> = HashMap::new();
+    let mut res: HashMap<(Cfg, usize), Vec<f64>> = HashMap::new();
     for _ in 0..rounds {
         for cfg in [Cfg::Floor, Cfg::Agent, Cfg::Seed] {
             let _running = start(env, cfg)?;
             let stats = enable_bpf_stats()?;
-            for (loop_name, hook, floor_prog, agent_prog) in hooks {
+            for (row, (loop_name, _, floor_progs, agent_progs, seed_progs)) in
+                hooks.iter().enumerate()
+            {
                 let before = prog_stats();
                 run_loop(
                     loop_name,
                     &dir,
                     if env.quick { 2_000 } else { 200_000 }
-                        / if loop_name == "fork+exit" { 50 } else { 1 },
+                        / match *loop_name {
+                            "fork+exit" => 50,
+                            "open+close" => 1,
+                            _ => 2,
+                        },
                 );
                 let after = prog_stats();
-                let progs: Vec<&str> = match (cfg, hook) {
-                    (Cfg::Floor, _) => vec![floor_prog],
-                    (Cfg::Agent, _) => vec![agent_prog],
-                    (Cfg::Seed, "sys_exit_openat") => vec!["seed_enter_open", "seed_exit_opena"],
-                    (Cfg::Seed, _) => vec!["seed_exit"],
-                    _ => vec![],
+                let progs: &[&str] = match cfg {
+                    Cfg::Floor => floor_progs,
+                    Cfg::Agent => agent_progs,
+                    Cfg::Seed => seed_progs,
+                    _ => &[],
                 };
                 // names are truncated to 15 characters by the kernel
                 let (mut runs, mut ns) = (0u64, 0u64);
-                for p in progs {
+                for p in progs.iter() {
                     let key: String = p.chars().take(15).collect();
                     let a = after.get(&key).copied().unwrap_or_default();
                     let b = before.get(&key).copied().unwrap_or_default();
@@ -177,7 +203,7 @@ pub(crate) fn program_cost(env: &Env, out: &mut String) -> Result<()> {
                     ns += a.1 - b.1;
                 }
                 if runs > 0 {
-                    res.entry((cfg, hook))
+                    res.entry((cfg, row))
                         .or_default()
                         .push(ns as f64 / runs as f64);
                 }
@@ -193,9 +219,9 @@ pub(crate) fn program_cost(env: &Env, out: &mut String) -> Result<()> {
          cost of having any program there.\n\n\
          | hook (loop) | floor (empty) | agent | seed-style | agent - floor | seed - floor |\n|---|---|---|---|---|---|\n"
     ));
-    for (loop_name, hook, _, _) in hooks {
+    for (row, (loop_name, hook, _, _, _)) in hooks.iter().enumerate() {
         let mut m = |c: Cfg| {
-            res.get_mut(&(c, hook))
+            res.get_mut(&(c, row))
                 .map(|v| median(v))
                 .unwrap_or(f64::NAN)
         };
