@@ -6,11 +6,14 @@
 # scoped agent (a temporary --path, one test --port, a private pin
 # directory and status file), measures it idle, with N locks tracked at
 # once, and after their owner is killed (N removals), then stops it.
-#   sudo scripts/measure-agent.sh [N]      (default 5000)
+# MAX is its --max-locks (the chart's locks.maxLocks): the kernel's lock
+# table is preallocated at that size.
+#   sudo scripts/measure-agent.sh [N [MAX]]      (default 5000 8192)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "measure-agent.sh: run as root" >&2; exit 2; }
 n=${1:-5000}
+max=${2:-8192}
 bin=${EGHOSTBUSTER_BIN:-target/x86_64-unknown-linux-gnu/release/eghostbuster}
 [ -x "$bin" ] || cargo build --release --locked
 dir=$(mktemp -d /tmp/egb-measure-XXXXXX)
@@ -25,7 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$bin" run --path "$dir" --port 47991 --pin-dir "$pins" --status-file "$dir/status.json" 2>"$dir/agent.log" &
+"$bin" run --path "$dir" --port 47991 --max-locks "$max" --pin-dir "$pins" --status-file "$dir/status.json" 2>"$dir/agent.log" &
 agent=$!
 for _ in $(seq 300); do grep -q "ready: " "$dir/agent.log" && break; sleep 0.1; done
 grep -q "ready: " "$dir/agent.log" || { cat "$dir/agent.log" >&2; exit 1; }

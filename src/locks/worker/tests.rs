@@ -299,3 +299,40 @@ fn a_replaced_name_is_released_not_removed() {
     assert_eq!(m.removed_total.load(Relaxed), 0);
     assert_eq!(w.table.len(), 0);
 }
+
+#[test]
+fn the_status_chooses_locks_kept_for_a_live_process_then_the_oldest() {
+    let t = tempfile::tempdir().unwrap();
+    let (child, pid, start) = process();
+    let (mut w, _) = work(t.path());
+    let mut keys = Vec::new();
+    for name in ["c.lock", "a.lock", "b.lock"] {
+        let lock = t.path().join(name);
+        std::fs::write(&lock, "").unwrap();
+        let key = key_of(&lock);
+        created(&mut w, key, record(&lock, pid, start, LockKind::Open));
+        keys.push(key);
+    }
+    // b.lock's owner ended and a live process keeps it
+    w.table.mark_stale(keys[2], (pid + 1, 9, "job".into()));
+
+    let (two, all) = w.status(2);
+    assert_eq!(all, 3);
+    assert_eq!(two.len(), 2);
+    assert_eq!(two[0].state, "held", "the stale one is chosen, and first");
+    assert!(two[0].path.as_str().unwrap().ends_with("/b.lock"));
+    assert_eq!(two[1].state, "owned");
+
+    let (every, _) = w.status(10);
+    let names: Vec<&str> = every
+        .iter()
+        .map(|s| s.path.as_str().unwrap().rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["b.lock", "a.lock", "c.lock"],
+        "stale first, then by path"
+    );
+    assert!(every.iter().all(|s| s.owner_pid == pid && s.owner_alive));
+    kill(child);
+}
