@@ -93,6 +93,7 @@ struct walk {
 	struct dentry *dentry;
 	struct vfsmount *vfsmnt;
 	struct mount *mnt;
+	struct dentry *mnt_root;	/* vfsmnt's, read once per mount */
 	__u32 pos;	/* s->buf[pos..LOCK_PATH_MAX) holds the path so far */
 	__u32 flags;
 	bool done;
@@ -106,9 +107,9 @@ static long walk_step(__u32 i, void *data)
 	struct dentry *dentry = w->dentry;
 	struct vfsmount *vfsmnt = w->vfsmnt;
 	struct mount *mnt = w->mnt;
-	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	struct dentry *mnt_root = w->mnt_root;
 	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
-	const unsigned char *name;
+	struct qstr q = {};
 	struct scratch *s;
 	__u32 zero = 0, len, pos;
 
@@ -127,14 +128,18 @@ static long walk_step(__u32 i, void *data)
 		w->done = false;
 		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
 		w->mnt = up;
-		w->vfsmnt = &up->mnt;
+		vfsmnt = &up->mnt;
+		w->vfsmnt = vfsmnt;
+		w->mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 		return 0;
 	}
 	s = bpf_map_lookup_elem(&scratch_map, &zero);
 	if (!s)
 		return 1;
-	len = BPF_CORE_READ(dentry, d_name.len);
-	name = BPF_CORE_READ(dentry, d_name.name);
+	/* the name's length and pointer in one read (the step's helper
+	 * calls are most of a lock creation's path cost) */
+	BPF_CORE_READ_INTO(&q, dentry, d_name);
+	len = q.len;
 	pos = w->pos;
 	if (len >= NAME_BUF || len + 2 > pos) {
 		w->flags |= LOCK_F_PATH_TRUNCATED;
@@ -142,7 +147,7 @@ static long walk_step(__u32 i, void *data)
 		return 1;
 	}
 	pos -= len;
-	bpf_probe_read_kernel(&s->buf[pos & (LOCK_PATH_MAX - 1)], len & (NAME_BUF - 1), name);
+	bpf_probe_read_kernel(&s->buf[pos & (LOCK_PATH_MAX - 1)], len & (NAME_BUF - 1), q.name);
 	pos -= 1;
 	s->buf[pos & (LOCK_PATH_MAX - 1)] = '/';
 	w->pos = pos;
@@ -163,6 +168,7 @@ static __always_inline __u32 build_path(struct scratch *s, struct vfsmount *vfsm
 		.dentry = dentry,
 		.vfsmnt = vfsmnt,
 		.mnt = container_of(vfsmnt, struct mount, mnt),
+		.mnt_root = BPF_CORE_READ(vfsmnt, mnt_root),
 		.pos = LOCK_PATH_MAX,
 	};
 
