@@ -54,6 +54,25 @@ fn bad_flags_exit_2_with_one_line() {
     assert_clap_error(&["run", "--ring-buffer-size", "3M"], "power of two");
     assert_clap_error(&["run", "--max-owners", "0"], "--max-owners");
     assert_clap_error(&["run", "--max-locks", "lots"], "--max-locks");
+    // preallocated in the kernel: 16M slots would be 6 GiB. Scoped, in
+    // case a build ever took it: a dry run on a path of its own, no pins
+    assert_clap_error(
+        &[
+            "run",
+            "--max-locks",
+            "16777216",
+            "--dry-run",
+            "--no-pin",
+            "--path",
+            "/run/egb-cli-test-none",
+            "--no-sockets",
+            "--no-unix-sockets",
+            "--no-pid-files",
+            "--status-file",
+            "/run/egb-cli-test-none/status.json",
+        ],
+        "--max-locks",
+    );
     assert_clap_error(&["frobnicate"], "frobnicate");
     assert_usage_error(&[], "subcommand");
 }

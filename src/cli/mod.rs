@@ -131,8 +131,8 @@ pub struct RunArgs {
     pub max_owners: u32,
 
     /// Most locks tracked at once (the kernel's table, preallocated: about
-    /// 376 bytes a slot)
-    #[arg(long, value_name = "N", default_value_t = 16384, value_parser = clap::value_parser!(u32).range(64..=16_777_216))]
+    /// 376 bytes a slot; at most 1048576, 394 MiB)
+    #[arg(long, value_name = "N", default_value_t = 16384, value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
     pub max_locks: u32,
 
     /// Size of the lock-event ring buffer (power of two, at least 64K)
