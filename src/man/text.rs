@@ -178,9 +178,11 @@ cron mails only when it acted; errors go to standard error.",
             description: "\
 Reads the running daemon's status file and prints whether it runs and its \
 programs are attached (pinned links present), the features in use (exit \
-hook, socket destruction method), every tracked lock (owner, age, state) and \
-every CLOSE_WAIT socket it waits on (addresses, namespace, time to its \
-deadline). \\fB\\-\\-json\\fR prints the same for scripts.",
+hook, socket destruction method), the tracked locks (owner, age, state) and \
+the CLOSE_WAIT sockets it waits on (addresses, namespace, time to its \
+deadline): up to 1,000 of each, with the count of all; of the locks, those \
+kept for a live process first, then the oldest. \\fB\\-\\-json\\fR prints \
+the same for scripts.",
             exit: &[
                 ("0", "the daemon runs"),
                 ("1", "the status could not be printed"),
