@@ -29,6 +29,16 @@ fn socat(procs: &mut Procs, path: &Path) -> i32 {
         "socat did not listen on {}",
         path.display()
     );
+    // the probe's connection got a forked socat of its own, which holds
+    // the listening socket too until it sees the probe gone: on a slow
+    // machine (the kernel matrix under TCG) the agent saw it hold the
+    // file, and rightly kept it for it, not for `pid`
+    let children = format!("/proc/{pid}/task/{pid}/children");
+    assert!(
+        wait_for(PATIENCE, || std::fs::read_to_string(&children)
+            .is_ok_and(|c| c.trim().is_empty())),
+        "socat's connection child did not end"
+    );
     pid
 }
 
