@@ -263,13 +263,8 @@ pub(crate) fn load_tests(env: &Env, out: &mut String) -> Result<()> {
         let mut st = 0;
         unsafe { libc::waitpid(p, &mut st, 0) };
     }
-    let count = || std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
-    let end = Instant::now() + Duration::from_secs(60);
-    while count() > 0 && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let left = drain(&dir, Duration::from_secs(60));
     let drained = t0.elapsed().as_secs_f64();
-    let left = count();
     let (cpu1, hwm, _) = cpu_and_hwm(apid);
     out.push_str(&format!(
         "\n## Load\n\n| load | asked | achieved | cleaned | missed | all gone after | agent CPU | agent peak RSS |\n|---|---|---|---|---|---|---|---|\n\
@@ -315,6 +310,17 @@ pub(crate) fn load_tests(env: &Env, out: &mut String) -> Result<()> {
         hwm as f64 / 1024.0
     ));
     Ok(())
+}
+
+/// Wait up to `limit` for the agent to empty `dir`; how many files are
+/// left.
+fn drain(dir: &Path, limit: Duration) -> usize {
+    let count = || std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    let end = Instant::now() + limit;
+    while count() > 0 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    count()
 }
 
 /// `locks_tracked` in the agent's status file.
@@ -392,13 +398,8 @@ fn many_locks(env: &Env, out: &mut String) -> Result<()> {
         libc::kill(pid, libc::SIGKILL);
         libc::waitpid(pid, std::ptr::null_mut(), 0);
     }
-    let count = || std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
-    let end = Instant::now() + Duration::from_secs(120);
-    while count() > 0 && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let left = drain(&dir, Duration::from_secs(120));
     let gone = t1.elapsed().as_secs_f64();
-    let left = count();
     let (cpu2, hwm, after) = cpu_and_hwm(apid);
     let mib = |kb: u64| kb as f64 / 1024.0;
     out.push_str(&format!(

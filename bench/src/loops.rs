@@ -138,7 +138,13 @@ pub(crate) fn program_cost(env: &Env, out: &mut String) -> Result<()> {
     let rounds = if env.quick { 1 } else { 5 };
     // (loop, hooks, floor's, agent's and seed's programs on them): the
     // ns per loop iteration of all of a configuration's programs there
-    type Hook<'a> = (&'a str, &'a str, &'a [&'a str], &'a [&'a str], &'a [&'a str]);
+    type Hook<'a> = (
+        &'a str,
+        &'a str,
+        &'a [&'a str],
+        &'a [&'a str],
+        &'a [&'a str],
+    );
     let seed_open: &[&str] = &["seed_enter_open", "seed_exit_opena"];
     let hooks: [Hook; 3] = [
         (
