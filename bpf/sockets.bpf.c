@@ -19,11 +19,11 @@ char LICENSE[] SEC("license") = "GPL";
 #define AF_INET6 10
 
 /*
- * The scope: set by user space before load, and again on a reload (SIGHUP),
- * through the ".data.scope" map, which holds nothing else (so rewriting it
- * never races with the counters in .bss).
+ * The port scope: set by user space before load, and again on a reload
+ * (SIGHUP), through the ".data.scope" map, which holds nothing else (so
+ * rewriting it never races with the counters in .bss). Timeouts are user
+ * space's: they depend on the socket's owner, which only it knows.
  */
-volatile __u64 timeout_ns SEC(".data.scope") = 60ULL * 1000000000ULL;
 volatile __u32 n_ports SEC(".data.scope") = 0;	/* 0: every port */
 volatile __u16 ports[SOCK_MAX_PORTS] SEC(".data.scope") = {};
 volatile __u32 n_exclude SEC(".data.scope") = 0;
@@ -48,6 +48,7 @@ struct sock_event _sock_event = {};
 struct sock_reap _sock_reap = {};
 enum sock_event_kind _sock_event_kind = 0;
 enum sock_reap_kind _sock_reap_kind = 0;
+enum sock_limits _sock_limits = 0;
 
 struct stamp {
 	__u64 entered_ns;	/* CLOCK_BOOTTIME: entry into CLOSE_WAIT */
@@ -64,6 +65,17 @@ struct {
 	__type(key, int);
 	__type(value, struct stamp);
 } stamps SEC(".maps");
+
+/*
+ * The sockets user space judged stale, by cookie, with the facts it judged
+ * them by: the act pass destroys only those whose facts are unchanged.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SOCK_MAX_JUDGED);
+	__type(key, __u64);
+	__type(value, struct sock_facts);
+} judged SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -174,16 +186,81 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 }
 
 /*
- * One visit of the reaper. Idle time is now - max(entry into CLOSE_WAIT,
- * last data the socket sent, last visit that found its send queue busy).
- * The last send is tcp_sock->lsndtime: the kernel's own clock of the last
- * data segment transmitted (the one TCP uses to restart the congestion
- * window after idle), so a half-closed connection that is still writing its
- * response keeps being young, with no hook on the send path (fentry/kprobe
- * are not available to us). It is in jiffies; CONFIG_HZ (from the kernel
- * config libbpf finds) turns it into ns. Without a known HZ, a change of
- * lsndtime since the last look counts as a send at the time of the visit:
- * coarser (a socket only ever looks younger), never wrong.
+ * What the application shows: its sends and reads, and whether anything
+ * waits on the socket. A thread blocked in recv/send/poll/select on it,
+ * and every poll/epoll registration (ep_insert queues an entry on the
+ * socket's wait queue, which stays until EPOLL_CTL_DEL or close), sit on
+ * sk->sk_wq's wait queue: a socket nobody waits on is one nobody serves
+ * by an event loop or a blocked thread.
+ */
+static __always_inline void read_facts(struct tcp_sock *tp, struct sock_facts *f)
+{
+	struct sock *sk = (struct sock *)tp;
+
+	f->lsndtime = tp->lsndtime;
+	f->lrcvtime = tp->inet_conn.icsk_ack.lrcvtime;
+	f->write_seq = tp->write_seq;
+	f->snd_una = tp->snd_una;
+	f->copied_seq = tp->copied_seq;
+	f->rcv_nxt = tp->rcv_nxt;
+	f->data_segs_out = tp->data_segs_out;
+
+	struct socket_wq *wq = BPF_CORE_READ(sk, sk_wq);
+	if (wq) {
+		struct list_head *head = __builtin_preserve_access_index(&wq->wait.head);
+		struct list_head *next = BPF_CORE_READ(wq, wait.head.next);
+
+		f->watched = next && next != head;
+	}
+	/* f_ep: the file's epitems (Linux 5.11+); older kernels: waiters only */
+	struct file *file = BPF_CORE_READ(sk, sk_socket, file);
+	if (file && bpf_core_field_exists(file->f_ep))
+		f->epoll = BPF_CORE_READ(file, f_ep) != NULL;
+}
+
+static __always_inline bool same_facts(const struct sock_facts *a, const struct sock_facts *b)
+{
+	return a->lsndtime == b->lsndtime && a->lrcvtime == b->lrcvtime &&
+	       a->write_seq == b->write_seq && a->snd_una == b->snd_una &&
+	       a->copied_seq == b->copied_seq && a->rcv_nxt == b->rcv_nxt &&
+	       a->data_segs_out == b->data_segs_out && a->watched == b->watched &&
+	       a->epoll == b->epoll;
+}
+
+/* A CLOSE_WAIT TCP socket of IPv4 or IPv6 in the port scope, or NULL. */
+static __always_inline struct tcp_sock *close_wait_sock(struct sock_common *skc,
+							 struct sock_reap *rec)
+{
+	if (!skc)
+		return NULL;
+	/* also skips request and timewait sockets, which are never CLOSE_WAIT */
+	if (skc->skc_state != TCP_CLOSE_WAIT)
+		return NULL;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return NULL;
+	FILL_ENDPOINTS(rec, skc);
+	if (rec->family != AF_INET && rec->family != AF_INET6)
+		return NULL;
+	if (!in_scope(rec->lport, rec->rport))
+		return NULL;
+	return tp;
+}
+
+/*
+ * The survey: every CLOSE_WAIT socket in scope, with its idle time and
+ * facts, and every listener (user space judges a socket whose local port
+ * has one as the server end). Idle time is now - max(entry into
+ * CLOSE_WAIT, last data the socket sent, last visit that found its send
+ * queue busy). The last send is tcp_sock->lsndtime: the kernel's own clock
+ * of the last data segment transmitted (the one TCP uses to restart the
+ * congestion window after idle), so a half-closed connection that is still
+ * writing its response keeps being young, with no hook on the send path
+ * (fentry/kprobe are not available to us). It is in jiffies; CONFIG_HZ
+ * (from the kernel config libbpf finds) turns it into ns. Without a known
+ * HZ, a change of lsndtime since the last look counts as a send at the
+ * time of the visit: coarser (a socket only ever looks younger), never
+ * wrong.
  *
  * lsndtime alone misses a writer blocked against a zero window: the peer
  * half-closed and stopped reading, MBs wait in the send queue, and no data
@@ -191,37 +268,33 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
  * the application sits in send(). Bytes unsent or unacknowledged
  * (write_seq - snd_una, what inet_diag reports as idiag_wqueue and what
  * `sweep` requires to be 0) make the socket busy at this visit, as a send
- * would: one idle rule for the daemon and the sweep.
+ * would.
  *
  * Sockets already in CLOSE_WAIT when the agent started carry no stamp: they
- * are aged from the reaper's first visit. Not from tcp_sock->rcv_tstamp
+ * are aged from the survey's first visit. Not from tcp_sock->rcv_tstamp
  * (the last segment received): that follows the peer, not the local
  * application, moves with every ACK or keepalive the peer sends, and a
  * freshly started agent would destroy at once sockets whose history it
  * never saw. From first sight, nothing is destroyed sooner than the timeout
  * after the agent starts; a restart only ever postpones.
  */
-static __always_inline int reap(struct bpf_iter__tcp *ctx, bool destroy)
+SEC("iter/tcp")
+int survey(struct bpf_iter__tcp *ctx)
 {
 	struct sock_common *skc = ctx->sk_common;
 	struct seq_file *seq = ctx->meta->seq;
+	struct sock_reap rec = {};
 
-	if (!skc)
+	if (skc && skc->skc_state == TCP_LISTEN) {
+		rec.kind = SOCK_REAP_LISTEN;
+		FILL_ENDPOINTS(&rec, skc);
+		bpf_seq_write(seq, &rec, sizeof(rec));
 		return 0;
-	/* also skips request and timewait sockets, which are never CLOSE_WAIT */
-	if (skc->skc_state != TCP_CLOSE_WAIT)
-		return 0;
-	struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
+	}
+	struct tcp_sock *tp = close_wait_sock(skc, &rec);
 	if (!tp)
 		return 0;
 	struct sock *sk = (struct sock *)tp;
-
-	struct sock_reap rec = {};
-	FILL_ENDPOINTS(&rec, skc);
-	if (rec.family != AF_INET && rec.family != AF_INET6)
-		return 0;
-	if (!in_scope(rec.lport, rec.rport))
-		return 0;
 
 	__u64 now = bpf_ktime_get_boot_ns();
 	struct stamp *st = bpf_sk_storage_get(&stamps, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
@@ -254,34 +327,70 @@ static __always_inline int reap(struct bpf_iter__tcp *ctx, bool destroy)
 	if (st->sent_ns && now - st->sent_ns < idle)
 		idle = now - st->sent_ns;
 
+	rec.kind = SOCK_REAP_SEEN;
 	rec.cookie = bpf_get_socket_cookie(sk);
 	rec.ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
 	rec.first_sight = st->first_sight;
 	rec.idle_ns = idle;
-	if (idle < timeout_ns) {
-		rec.kind = SOCK_REAP_PENDING;
-		rec.remaining_ns = timeout_ns - idle;
+	rec.bytes_received = tp->bytes_received;
+	read_facts(tp, &rec.facts);
+	bpf_seq_write(seq, &rec, sizeof(rec));
+	return 0;
+}
+
+/*
+ * The act pass, over the sockets user space put in "judged": one whose
+ * facts are unchanged (nothing sent, read, or newly watched since the
+ * survey it was judged by) is destroyed, or confirmed for user space to
+ * destroy by netlink; one that changed is kept and reported.
+ */
+static __always_inline int act(struct bpf_iter__tcp *ctx, bool destroy)
+{
+	struct sock_common *skc = ctx->sk_common;
+	struct seq_file *seq = ctx->meta->seq;
+	struct sock_reap rec = {};
+
+	/* checked here, not only in the helper: bpf_sock_destroy's argument
+	 * must be proven non-NULL in this register */
+	if (!skc)
+		return 0;
+	struct tcp_sock *tp = close_wait_sock(skc, &rec);
+	if (!tp)
+		return 0;
+	struct sock *sk = (struct sock *)tp;
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	struct sock_facts *judged_by = bpf_map_lookup_elem(&judged, &cookie);
+	if (!judged_by)
+		return 0;
+
+	rec.cookie = cookie;
+	rec.ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
+	rec.bytes_received = tp->bytes_received;
+	read_facts(tp, &rec.facts);
+	if (!same_facts(&rec.facts, judged_by)) {
+		rec.kind = SOCK_REAP_CHANGED;
 	} else if (destroy && bpf_ksym_exists(bpf_sock_destroy)) {
 		/* the iterator holds the socket lock, as tcp_abort requires */
 		rec.err = bpf_sock_destroy(skc);
 		rec.kind = rec.err ? SOCK_REAP_FAILED : SOCK_REAP_DESTROYED;
 	} else {
-		rec.kind = SOCK_REAP_STALE;
+		rec.kind = SOCK_REAP_CONFIRMED;
 	}
+	bpf_map_delete_elem(&judged, &cookie);
 	bpf_seq_write(seq, &rec, sizeof(rec));
 	return 0;
 }
 
-/* Destroys stale sockets (kernel 6.5+). */
+/* Destroys what is unchanged (kernel 6.5+). */
 SEC("iter/tcp")
-int reap_destroy(struct bpf_iter__tcp *ctx)
+int act_destroy(struct bpf_iter__tcp *ctx)
 {
-	return reap(ctx, true);
+	return act(ctx, true);
 }
 
-/* Reports stale sockets only: --dry-run, netlink fallback, kernels < 6.5. */
+/* Confirms what is unchanged; user space destroys it by netlink. */
 SEC("iter/tcp")
-int reap_report(struct bpf_iter__tcp *ctx)
+int act_confirm(struct bpf_iter__tcp *ctx)
 {
-	return reap(ctx, false);
+	return act(ctx, false);
 }

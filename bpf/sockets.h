@@ -1,15 +1,19 @@
 /* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
 /*
  * Records the socket programs send to user space: events over the
- * "sock_events" ring buffer, and one record per CLOSE_WAIT socket in the
- * reaper iterator's seq output. This header is the one definition: the Rust
- * side uses the types libbpf-cargo generates from the object's BTF (see
- * src/sockets.rs). Plain fixed-width types only; ports in host byte order.
+ * "sock_events" ring buffer, and one record per socket in the iterators'
+ * seq output. This header is the one definition: the Rust side uses the
+ * types libbpf-cargo generates from the object's BTF (src/sockets/kernel.rs).
+ * Plain fixed-width types only; ports in host byte order.
  */
 #ifndef EGHOSTBUSTER_SOCKETS_H
 #define EGHOSTBUSTER_SOCKETS_H
 
-#define SOCK_MAX_PORTS 32
+/* Limits user space reads from BTF (enum sock_limits), never copies. */
+enum sock_limits {
+	SOCK_MAX_PORTS = 32,	/* per --port / --exclude-port list */
+	SOCK_MAX_JUDGED = 4096,	/* sockets one act pass may destroy */
+};
 
 /* First field of every ring-buffer record. */
 enum sock_event_kind {
@@ -31,12 +35,34 @@ struct sock_event {
 	__u8 daddr[16];
 };
 
-/* First field of every reaper record. */
+/*
+ * What a CLOSE_WAIT socket shows of the application behind it. User space
+ * judges by these; the act pass destroys only a socket whose facts are
+ * still exactly those it was judged by.
+ */
+struct sock_facts {
+	__u32 lsndtime;		/* jiffies: last data segment sent */
+	__u32 lrcvtime;		/* jiffies: last data segment received */
+	__u32 write_seq;	/* written by the application */
+	__u32 snd_una;		/* acknowledged by the peer */
+	__u32 copied_seq;	/* read by the application */
+	__u32 rcv_nxt;		/* arrived (the peer's FIN counts one) */
+	__u32 data_segs_out;	/* data segments ever sent */
+	__u8 watched;		/* its wait queue has waiters: a thread blocked
+				 * on it, or a poll/select/epoll registration */
+	__u8 epoll;		/* its file is in an epoll interest list */
+	__u8 _pad[2];
+};
+
+/* First field of every iterator record. */
 enum sock_reap_kind {
-	SOCK_REAP_DESTROYED = 1,	/* stale, destroyed by bpf_sock_destroy */
-	SOCK_REAP_STALE = 2,		/* stale, left to user space (report-only) */
-	SOCK_REAP_PENDING = 3,		/* in CLOSE_WAIT, not idle long enough yet */
-	SOCK_REAP_FAILED = 4,		/* stale, bpf_sock_destroy returned err */
+	SOCK_REAP_SEEN = 1,	/* survey: in CLOSE_WAIT, in scope; its facts */
+	SOCK_REAP_LISTEN = 2,	/* survey: a listener (connections on its port
+				 * were accepted: this end is the server) */
+	SOCK_REAP_DESTROYED = 3,/* act: unchanged since judged; destroyed */
+	SOCK_REAP_CONFIRMED = 4,/* act, no kfunc: unchanged; user space destroys */
+	SOCK_REAP_CHANGED = 5,	/* act: changed since judged: kept */
+	SOCK_REAP_FAILED = 6,	/* act: bpf_sock_destroy returned err */
 };
 
 struct sock_reap {
@@ -45,16 +71,17 @@ struct sock_reap {
 	__u16 family;
 	__u16 lport;
 	__u16 rport;
-	__u16 first_sight;	/* aged from the reaper's first visit */
+	__u16 first_sight;	/* aged from the survey's first visit */
 	__u32 ifindex;
 	__u32 _pad;
 	__u64 cookie;
 	__u64 netns;
 	__u64 ino;		/* socket inode, to find the owning process */
 	__u64 idle_ns;		/* idle time in CLOSE_WAIT so far */
-	__u64 remaining_ns;	/* SOCK_REAP_PENDING: time left before stale */
+	__u64 bytes_received;	/* data the peer ever sent */
 	__u8 saddr[16];
 	__u8 daddr[16];
+	struct sock_facts facts;
 };
 
 /* Kernel-side counters, read by user space from .bss. */

@@ -57,10 +57,49 @@ pub struct Locks {
 pub struct Sockets {
     pub enabled: Option<bool>,
     pub close_wait_timeout: Option<String>,
+    /// `--close-wait-serving-timeout`: DUR or "never".
+    pub serving_timeout: Option<String>,
+    /// `[[sockets.rule]]` tables: each one `--socket-rule`.
+    pub rule: Option<Vec<SocketRule>>,
     pub ports: Option<Vec<u16>>,
     pub exclude_ports: Option<Vec<u16>>,
     pub destroy: Option<String>,
     pub state_file: Option<String>,
+}
+
+/// One `[[sockets.rule]]`: `port`, `comm` or `exe`, and `timeout` and/or
+/// `serving_timeout` (DUR or "never").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SocketRule {
+    pub port: Option<u16>,
+    pub comm: Option<String>,
+    pub exe: Option<String>,
+    pub timeout: Option<String>,
+    pub serving_timeout: Option<String>,
+}
+
+impl SocketRule {
+    /// The `--socket-rule` value it stands for (checked by its parser).
+    fn spec(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(p) = self.port {
+            parts.push(format!("port={p}"));
+        }
+        if let Some(c) = &self.comm {
+            parts.push(format!("comm={c}"));
+        }
+        if let Some(e) = &self.exe {
+            parts.push(format!("exe={e}"));
+        }
+        if let Some(t) = &self.timeout {
+            parts.push(format!("timeout={t}"));
+        }
+        if let Some(t) = &self.serving_timeout {
+            parts.push(format!("serving-timeout={t}"));
+        }
+        parts.join(",")
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -169,6 +208,20 @@ pub fn to_args(cfg: &Config, sub: &str, given: &dyn Fn(&str) -> bool) -> Vec<Str
         "close_wait_timeout",
         "close-wait-timeout",
         s.close_wait_timeout.as_ref(),
+    );
+    one(
+        &mut a,
+        "close_wait_serving_timeout",
+        "close-wait-serving-timeout",
+        s.serving_timeout.as_ref(),
+    );
+    many(
+        &mut a,
+        "rules",
+        "socket-rule",
+        s.rule
+            .as_ref()
+            .map(|r| r.iter().map(SocketRule::spec).collect()),
     );
     let ports = |v: &Option<Vec<u16>>| v.as_ref().map(|p| p.iter().map(u16::to_string).collect());
     many(&mut a, "ports", "port", ports(&s.ports));
@@ -375,10 +428,20 @@ min_age = "2h"
 
 [sockets]
 close_wait_timeout = "1m30s"
+serving_timeout = "10m"
 ports = [8080, 8443]
 exclude_ports = [22]
 destroy = "netlink"
 state_file = "/var/lib/eghostbuster/x.state"
+
+[[sockets.rule]]
+port = 9000
+timeout = "never"
+
+[[sockets.rule]]
+comm = "java"
+timeout = "5m"
+serving_timeout = "30m"
 
 [run]
 dry_run = true
@@ -411,6 +474,15 @@ timestamp = "off"
         );
         assert!(a.switches.dry_run && a.no_pin && a.non_exclusive);
         assert_eq!(a.max_locks, 2048);
+        assert_eq!(
+            a.sockets.close_wait_serving_timeout,
+            crate::sockets::policy::Limit::After(std::time::Duration::from_secs(600))
+        );
+        assert_eq!(a.sockets.rules.len(), 2);
+        assert_eq!(
+            a.sockets.rules[1],
+            crate::sockets::policy::parse_rule("comm=java,timeout=5m,serving-timeout=30m").unwrap()
+        );
         assert_eq!(a.log.log_level, Some(log::LevelFilter::Debug));
         // a flag given on the command line is left out
         let some = to_args(&cfg, "run", &|id| id == "paths" || id == "dry_run");

@@ -18,6 +18,7 @@ pub use shared::{
     DestroyChoice, LockScope, LogArgs, LogFormat, LogTimestamp, NoEvidenceArgs, PidFileScope,
     SocketScope, Switches,
 };
+pub use values::parse_duration;
 use values::{
     parse_listen, parse_ring_size, parse_scope, parse_state_file, parse_status_file, parse_textfile,
 };

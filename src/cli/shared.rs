@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 
 use super::values::{parse_duration, parse_scope};
 use crate::sockets::model::{PortFilter, MAX_PORTS};
+use crate::sockets::policy::{parse_rule, Limit, Policy, Rule};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -129,10 +130,24 @@ pub enum DestroyChoice {
 /// and `sweep`.
 #[derive(Debug, Clone, Args)]
 pub struct SocketScope {
-    /// Idle time in CLOSE_WAIT before a socket is destroyed (500ms, 90s,
-    /// 1m30s, 2h, 1d)
+    /// Idle time in CLOSE_WAIT before a socket nobody serves is destroyed
+    /// (500ms, 90s, 1m30s, 2h, 1d)
     #[arg(long, value_name = "DUR", default_value = "60s", value_parser = parse_duration)]
     pub close_wait_timeout: Duration,
+
+    /// Idle time in CLOSE_WAIT before a socket a live process still
+    /// serves is destroyed: one an event loop watches (epoll, poll) or a
+    /// thread waits on, or a server's with a request it has not answered.
+    /// DUR or never
+    #[arg(long, value_name = "DUR|never", default_value = "never", value_parser = parse_limit)]
+    pub close_wait_serving_timeout: Limit,
+
+    /// A timeout or exclusion for one port or program (repeatable; the
+    /// first rule that matches wins): port=N, comm=NAME or exe=/PATH, then
+    /// timeout=DUR|never and/or serving-timeout=DUR|never, comma-separated
+    /// (e.g. port=8080,timeout=10m or comm=java,timeout=never)
+    #[arg(long = "socket-rule", value_name = "RULE", value_parser = parse_rule)]
+    pub rules: Vec<Rule>,
 
     /// Only sockets whose local or remote port is PORT (repeatable; at most 32)
     #[arg(long = "port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
@@ -170,6 +185,28 @@ impl SocketScope {
             ports: self.ports.clone(),
             exclude: self.exclude_ports.clone(),
         })
+    }
+}
+
+/// `DUR` or `never`.
+fn parse_limit(s: &str) -> Result<Limit, String> {
+    if s == "never" {
+        return Ok(Limit::Never);
+    }
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("{s:?}: must be more than 0 (or never)")),
+        d => Ok(Limit::After(d)),
+    }
+}
+
+impl SocketScope {
+    /// The timeouts and rules.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            timeout: self.close_wait_timeout,
+            serving: self.close_wait_serving_timeout,
+            rules: self.rules.clone(),
+        }
     }
 }
 

@@ -113,6 +113,64 @@ pub struct Holder {
     pub comm: String,
 }
 
+/// A process holding a socket, with what per-program rules match on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proc {
+    pub pid: u32,
+    /// `/proc/PID/stat`'s name, bytes as the kernel keeps them.
+    pub comm: Vec<u8>,
+    /// `/proc/PID/exe`, when it can be read.
+    pub exe: Option<PathBuf>,
+}
+
+impl Proc {
+    pub fn holder(&self) -> Holder {
+        Holder {
+            pid: self.pid,
+            comm: String::from_utf8_lossy(&self.comm).into_owned(),
+        }
+    }
+}
+
+/// Every process holding each socket inode (forked workers share one).
+pub fn socket_procs(inodes: &HashSet<u64>) -> HashMap<u64, Vec<Proc>> {
+    let mut found: HashMap<u64, Vec<Proc>> = HashMap::new();
+    if inodes.is_empty() {
+        return found;
+    }
+    for pid in pids() {
+        let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        let mut mine: Vec<u64> = fds
+            .flatten()
+            .filter_map(|fd| {
+                let link = fs::read_link(fd.path()).ok()?;
+                link.to_str()
+                    .and_then(parse_socket_link)
+                    .filter(|i| inodes.contains(i))
+            })
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        mine.sort_unstable();
+        mine.dedup();
+        let Some(stat) = crate::host::procfs::stat(pid) else {
+            continue; // gone meanwhile
+        };
+        let p = Proc {
+            pid,
+            comm: stat.comm.clone(),
+            exe: fs::read_link(format!("/proc/{pid}/exe")).ok(),
+        };
+        for i in mine {
+            found.entry(i).or_default().push(p.clone());
+        }
+    }
+    found
+}
+
 /// Who holds each socket inode (the first process found with an fd on it).
 pub fn socket_holders(inodes: &HashSet<u64>) -> HashMap<u64, Holder> {
     let mut found = HashMap::new();

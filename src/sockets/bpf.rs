@@ -9,3 +9,5 @@ unsafe impl plain::Plain for types::sock_event {}
 unsafe impl plain::Plain for types::sock_reap {}
 unsafe impl plain::Plain for types::sock_counters {}
 unsafe impl plain::Plain for types::bss {}
+unsafe impl plain::Plain for types::sock_facts {}
+unsafe impl plain::Plain for types::data_scope {}

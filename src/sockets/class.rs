@@ -12,8 +12,9 @@ use libbpf_rs::{MapHandle, OpenObject};
 use crate::agent::class::{Class, Context, Duty, Event, Events, Section, Started, SweepSummary};
 use crate::agent::metrics::Collect;
 use crate::cli::{RunArgs, SweepArgs, Usage};
+use crate::sockets::kernel::{self, SockEvent};
 use crate::sockets::metrics::SockMetrics;
-use crate::sockets::model::{self, Method, SockEvent};
+use crate::sockets::model::Method;
 use crate::sockets::monitor::{self, SockBpfConfig, SockMonitor};
 use crate::sockets::sweep::{self, SweepSockets};
 use crate::sockets::worker::{SockStatus, SockWork};
@@ -64,18 +65,23 @@ impl Duty for SockDuty {
     }
 
     fn reload(&mut self, args: &RunArgs) {
-        let (timeout, filter) = self.work.scope();
+        let (policy, filter) = self.work.scope();
         let Ok(new) = args.sockets.filter() else {
             return; // checked before: not reached
         };
-        if args.sockets.close_wait_timeout == timeout && new == *filter {
+        let new_policy = args.sockets.policy();
+        if new_policy == *policy && new == *filter {
             return;
         }
-        let t = args.sockets.close_wait_timeout;
-        match self.work.set_scope(t, new.clone()) {
+        let (t, sv, n) = (
+            new_policy.timeout,
+            new_policy.serving,
+            new_policy.rules.len(),
+        );
+        match self.work.set_scope(new_policy, new.clone()) {
             Ok(()) => log::info!(
                 event = "reloaded", class = "sockets";
-                "SIGHUP: sockets: close-wait timeout {t:?}; ports: {:?}, except {:?}",
+                "SIGHUP: sockets: close-wait timeout {t:?}, serving timeout {sv}, {n} socket rule(s); ports: {:?}, except {:?}",
                 new.ports,
                 new.exclude
             ),
@@ -92,7 +98,7 @@ impl Duty for SockDuty {
 }
 
 fn decode(data: &[u8]) -> Result<Event, String> {
-    model::decode_event(data).map(|e| Box::new(e) as Event)
+    kernel::decode_event(data).map(|e| Box::new(e) as Event)
 }
 
 impl Class for Sockets {
@@ -142,7 +148,7 @@ impl Class for Sockets {
         } = monitor::load(
             storage,
             &SockBpfConfig {
-                timeout,
+                events: true,
                 filter: filter.clone(),
                 destroy: args.socket_destroy,
                 dry_run: args.switches.dry_run,
@@ -155,7 +161,9 @@ impl Class for Sockets {
             Method::Netlink => "netlink (sock_diag SOCK_DESTROY)",
         };
         let ready = format!(
-            "socket monitor attached (inet_sock_set_state, tcp reaper); destroy method: {method}; close-wait timeout {timeout:?}; ports: {}{}{}",
+            "socket monitor attached (inet_sock_set_state, tcp survey and act iterators); destroy method: {method}; close-wait timeout {timeout:?}, serving timeout {}, {} socket rule(s); ports: {}{}{}",
+            args.sockets.close_wait_serving_timeout,
+            args.sockets.rules.len(),
             if filter.ports.is_empty() {
                 "all".to_string()
             } else {
@@ -171,10 +179,12 @@ impl Class for Sockets {
                 .unwrap_or_default()
         );
         let metrics = Arc::new(SockMetrics::default());
+        let method_used = reaper.method;
         let work = SockWork::new(
             Box::new(reaper),
-            timeout,
+            args.sockets.policy(),
             filter,
+            method_used,
             args.switches.dry_run,
             metrics.clone(),
         );
@@ -187,7 +197,11 @@ impl Class for Sockets {
             duty: Box::new(SockDuty { work }),
             metrics: metrics as Arc<dyn Collect>,
             features: vec![("socket_destroy", method.to_string())],
-            attached: vec!["inet_sock_set_state".into(), "iter/tcp".into()],
+            attached: vec![
+                "inet_sock_set_state".into(),
+                "iter/tcp (survey)".into(),
+                "iter/tcp (act)".into(),
+            ],
             pinned_links,
             ready,
             // the socket programs stay attached while these live
@@ -237,10 +251,11 @@ impl Class for Sockets {
         err: &mut dyn Write,
     ) -> Result<(SweepSummary, Arc<dyn Collect>)> {
         let filter = args.sockets.filter().map_err(Usage)?;
+        let policy = args.sockets.policy();
         let s = sweep::sweep_sockets(
             &SweepSockets {
                 filter: &filter,
-                timeout: args.sockets.close_wait_timeout,
+                policy: &policy,
                 state_file: &args.state_file,
                 dry_run: args.switches.dry_run,
             },

@@ -12,11 +12,22 @@ pub struct SockMetrics {
     failed_kfunc: AtomicU64,
     failed_netlink: AtomicU64,
     pub tracked: AtomicU64,
+    /// Sockets past their idle timeout kept, by reason.
+    kept: [AtomicU64; KEPT.len()],
     /// From a socket's deadline (idle past the timeout) to its destruction.
     pub decision_delay: Histogram,
 }
 
+/// The reasons a socket past its idle timeout is kept (policy::Kept::label).
+const KEPT: [&str; 5] = ["epoll", "waiter", "unanswered", "rule", "owner_unknown"];
+
 impl SockMetrics {
+    pub fn kept(&self, reason: &str) {
+        if let Some(i) = KEPT.iter().position(|r| *r == reason) {
+            self.kept[i].fetch_add(1, Relaxed);
+        }
+    }
+
     pub fn destroyed(&self, method: Method) {
         match method {
             Method::Kfunc => &self.destroyed_kfunc,
@@ -54,6 +65,14 @@ impl Collect for SockMetrics {
                     ("kfunc", self.failed_kfunc.load(Relaxed)),
                     ("netlink", self.failed_netlink.load(Relaxed)),
                 ],
+            ),
+            Family::labelled(
+                "sockets_kept_total",
+                "CLOSE_WAIT sockets past their idle timeout kept, by reason: served (epoll, waiter, unanswered), a rule, an unknown owner.",
+                "reason",
+                KEPT.iter()
+                    .zip(&self.kept)
+                    .map(|(r, n)| (*r, n.load(Relaxed))),
             ),
             Family::histogram(
                 "socket_decision_delay_seconds",

@@ -9,7 +9,6 @@
 use std::io::Read;
 use std::mem::MaybeUninit;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
@@ -21,16 +20,19 @@ use crate::host::sysenv::Unmet;
 use crate::host::{bpfmap, pins};
 use crate::sockets::bpf::types::{bss, data_scope};
 use crate::sockets::bpf::{SocketsSkel, SocketsSkelBuilder};
-use crate::sockets::model::{decode_reaped, Method, PortFilter, ReapKind, Reaped, MAX_PORTS};
+use crate::sockets::kernel::{decode_records, Act, Facts, Record, Seen, MAX_JUDGED, MAX_PORTS};
+use crate::sockets::model::{Method, PortFilter};
 use crate::sockets::sock_diag;
 
 pub struct SockBpfConfig {
-    pub timeout: Duration,
     pub filter: PortFilter,
     pub destroy: DestroyChoice,
     pub dry_run: bool,
     /// Ignore CONFIG_HZ: age by the sends the reaper's visits see.
     pub force_idle_fallback: bool,
+    /// Attach the CLOSE_WAIT tracepoint (the daemon); `sweep` only runs
+    /// the iterators.
+    pub events: bool,
     /// Pin maps and the tracepoint link in this directory
     /// (`pins::PinDir`, taken by the caller); `None`: no pins.
     pub pin_dir: Option<PathBuf>,
@@ -47,7 +49,7 @@ pub struct SockMonitor<'obj> {
     pub skel: SocketsSkel<'obj>,
     /// The tracepoint link: detached when dropped.
     pub links: Vec<Link>,
-    /// The reaper's iterator link, handed to the worker.
+    /// The iterators' links, handed to the worker.
     pub reaper: Reaper,
     /// Pinned links (the tracepoint's), when pinning.
     pub pinned_links: Vec<PathBuf>,
@@ -98,7 +100,7 @@ pub fn load<'obj>(
         .data_scope_data
         .as_deref_mut()
         .context("socket BPF object has no .data.scope")?;
-    *scope = scope_value(cfg.timeout, &cfg.filter);
+    *scope = scope_value(&cfg.filter);
     if let Some(dir) = &cfg.pin_dir {
         // libbpf reuses a compatible pinned map, or creates and pins one
         let m = &mut open.maps;
@@ -108,12 +110,12 @@ pub fn load<'obj>(
         }
     }
 
-    // Destroying in the kernel needs the kfunc; every other case reports
+    // Destroying in the kernel needs the kfunc; every other case confirms
     // only (dry run, netlink), and a program that calls a missing kfunc
     // would not load, so it is left out.
     let destroy_in_kernel = method == Method::Kfunc && !cfg.dry_run;
-    open.progs.reap_destroy.set_autoload(destroy_in_kernel);
-    open.progs.reap_report.set_autoload(!destroy_in_kernel);
+    open.progs.act_destroy.set_autoload(destroy_in_kernel);
+    open.progs.act_confirm.set_autoload(!destroy_in_kernel);
 
     let skel = open.load().map_err(|e| {
         Unmet(format!(
@@ -128,38 +130,47 @@ pub fn load<'obj>(
     } else {
         log::debug!("socket monitor: CONFIG_HZ={hz}");
     }
-    let mut tp = skel.progs.handle_set_state.attach().map_err(|e| {
-        Unmet(format!(
-            "attaching the socket program to inet_sock_set_state failed: {e}"
-        ))
-    })?;
-    // attached: now the previous instance's link can go (the iterator
-    // link is not pinned: it only runs when the worker reads it)
-    let pinned_links = match &cfg.pin_dir {
-        Some(dir) => pins::replace_links(
-            dir,
-            LINK_PREFIX,
-            &mut [("inet_sock_set_state".to_string(), &mut tp)],
-        )?,
-        None => Vec::new(),
-    };
-    let reaper_prog = if destroy_in_kernel {
-        &skel.progs.reap_destroy
+    let mut links = Vec::new();
+    let mut pinned_links = Vec::new();
+    if cfg.events {
+        let mut tp = skel.progs.handle_set_state.attach().map_err(|e| {
+            Unmet(format!(
+                "attaching the socket program to inet_sock_set_state failed: {e}"
+            ))
+        })?;
+        // attached: now the previous instance's link can go (the iterator
+        // links are not pinned: they only run when the worker reads them)
+        if let Some(dir) = &cfg.pin_dir {
+            pinned_links = pins::replace_links(
+                dir,
+                LINK_PREFIX,
+                &mut [("inet_sock_set_state".to_string(), &mut tp)],
+            )?;
+        }
+        links.push(tp);
+    }
+    let act_prog = if destroy_in_kernel {
+        &skel.progs.act_destroy
     } else {
-        &skel.progs.reap_report
+        &skel.progs.act_confirm
     };
-    let reaper = reaper_prog
-        .attach()
-        .map_err(|e| Unmet(format!("attaching the tcp reaper iterator failed: {e}")))?;
+    let iter = |p: &libbpf_rs::ProgramMut<'_>, what: &str| {
+        p.attach()
+            .map_err(|e| Unmet(format!("attaching the tcp {what} iterator failed: {e}")))
+    };
+    let survey = iter(&skel.progs.survey, "survey")?;
+    let act = iter(act_prog, "act")?;
     let bss = MapHandle::try_from(&skel.maps.bss).context("socket .bss map")?;
     let scope = MapHandle::try_from(&skel.maps.data_scope).context("socket .data.scope map")?;
+    let judged = MapHandle::try_from(&skel.maps.judged).context("socket judged map")?;
     Ok(SockMonitor {
         skel,
-        links: vec![tp],
+        links,
         reaper: Reaper {
-            link: reaper,
+            survey,
+            act,
+            judged,
             method,
-            dry_run: cfg.dry_run,
             filter: cfg.filter.clone(),
             bss,
             scope,
@@ -168,33 +179,46 @@ pub fn load<'obj>(
     })
 }
 
-/// Runs the reaper iterator in one network namespace.
+/// What one survey of a network namespace found.
+#[derive(Debug, Default)]
+pub struct Survey {
+    /// CLOSE_WAIT sockets in scope.
+    pub seen: Vec<Seen>,
+    /// Local ports with a listener.
+    pub listening: std::collections::HashSet<u16>,
+}
+
+/// Runs the iterators in one network namespace.
 pub trait Reap: Send {
-    fn reap(&mut self, netns: u64) -> Result<Vec<Reaped>>;
+    /// Every CLOSE_WAIT socket in scope, and the listeners.
+    fn survey(&mut self, netns: u64) -> Result<Survey>;
+    /// Destroy the sockets given, each only if its facts are still those
+    /// given: what became of each.
+    fn act(&mut self, netns: u64, judged: &[(u64, Facts)]) -> Result<Vec<(Act, Seen)>>;
     /// Network namespaces to look into on a full survey.
     fn namespaces(&self) -> Vec<u64>;
     /// The kernel side's counters: (ring buffer drops, storage failures).
     fn counters(&self) -> Option<(u64, u64)>;
-    /// A new scope for the programs (SIGHUP), from the next event or visit.
-    fn set_scope(&mut self, _timeout: Duration, _filter: &PortFilter) -> Result<()> {
+    /// A new port scope for the programs (SIGHUP), from the next event or visit.
+    fn set_scope(&mut self, _filter: &PortFilter) -> Result<()> {
         Ok(())
     }
 }
 
 pub struct Reaper {
-    link: Link,
+    survey: Link,
+    act: Link,
+    judged: MapHandle,
     pub method: Method,
-    dry_run: bool,
     filter: PortFilter,
     bss: MapHandle,
-    /// The programs' scope (timeout, ports): rewritten by a reload.
+    /// The programs' port scope: rewritten by a reload.
     scope: MapHandle,
 }
 
-/// The `.data.scope` section's value for a timeout and a port filter.
-fn scope_value(timeout: Duration, filter: &PortFilter) -> data_scope {
+/// The `.data.scope` section's value for a port filter.
+fn scope_value(filter: &PortFilter) -> data_scope {
     let mut v = data_scope {
-        timeout_ns: timeout.as_nanos().min(u64::MAX as u128) as u64,
         n_ports: filter.ports.len() as u32,
         ports: [0; MAX_PORTS],
         n_exclude: filter.exclude.len() as u32,
@@ -205,65 +229,106 @@ fn scope_value(timeout: Duration, filter: &PortFilter) -> data_scope {
     v
 }
 
+/// Read an iterator to its end, in the calling thread's namespace (the
+/// tcp iterator walks the namespace of the thread that creates its fd).
+fn run(link: &Link) -> Result<Vec<Record>> {
+    let mut it = Iter::new(link).context("creating the tcp iterator")?;
+    let mut out = Vec::new();
+    it.read_to_end(&mut out)
+        .context("reading the tcp iterator")?;
+    decode_records(&out).map_err(anyhow::Error::msg)
+}
+
 impl Reaper {
-    /// In the calling thread's namespace: the tcp iterator walks the
-    /// namespace of the thread that creates the iterator fd.
-    fn reap_here(&self) -> Result<Vec<Reaped>> {
-        let mut it = Iter::new(&self.link).context("creating the reaper iterator")?;
-        let mut out = Vec::new();
-        it.read_to_end(&mut out)
-            .context("reading the reaper iterator")?;
-        let mut recs = decode_reaped(&out).map_err(anyhow::Error::msg)?;
-        for r in &mut recs {
-            r.method = self.method; // what a dry run would have used, too
-        }
-        if self.method == Method::Netlink && !self.dry_run {
-            for r in recs.iter_mut().filter(|r| r.kind == ReapKind::Stale) {
-                // the kernel applied the same filter; never act outside it
-                if !self.filter.allows_ends(&r.ends) {
-                    continue;
+    fn survey_here(&self) -> Result<Survey> {
+        let mut s = Survey::default();
+        for r in run(&self.survey)? {
+            match r {
+                Record::Seen(seen) => s.seen.push(seen),
+                Record::Listen { port } => {
+                    s.listening.insert(port);
                 }
-                let target = sock_diag::Target {
-                    family: r.ends.family,
-                    local: r.ends.local,
-                    remote: r.ends.remote,
-                    ifindex: r.ends.ifindex,
-                    cookie: r.cookie,
-                };
-                r.kind = match sock_diag::destroy(&target) {
-                    Ok(()) => ReapKind::Destroyed,
-                    Err(e) => ReapKind::Failed(e.raw_os_error().unwrap_or(libc::EIO)),
-                };
+                Record::Acted(..) => {}
             }
         }
-        Ok(recs)
+        Ok(s)
+    }
+
+    /// One act pass over at most MAX_JUDGED sockets.
+    fn act_here(&self, judged: &[(u64, Facts)]) -> Result<Vec<(Act, Seen)>> {
+        for (cookie, facts) in judged {
+            // SAFETY: a plain C struct (the generated type), read as its bytes.
+            let value = unsafe { plain::as_bytes(facts) };
+            self.judged
+                .update(&cookie.to_ne_bytes(), value, MapFlags::ANY)
+                .context("filling the judged map")?;
+        }
+        let recs = run(&self.act);
+        // what the pass did not reach (closed meanwhile) must not linger
+        for (cookie, _) in judged {
+            let _ = self.judged.delete(&cookie.to_ne_bytes());
+        }
+        let mut out = Vec::new();
+        for r in recs? {
+            let Record::Acted(act, seen) = r else {
+                continue;
+            };
+            let act = match act {
+                // the kernel applied the same filter; never act outside it
+                Act::Confirmed if self.filter.allows_ends(&seen.ends) => {
+                    let target = sock_diag::Target {
+                        family: seen.ends.family,
+                        local: seen.ends.local,
+                        remote: seen.ends.remote,
+                        ifindex: seen.ends.ifindex,
+                        cookie: seen.cookie,
+                    };
+                    match sock_diag::destroy(&target) {
+                        Ok(()) => Act::Destroyed,
+                        Err(e) => Act::Failed(e.raw_os_error().unwrap_or(libc::EIO)),
+                    }
+                }
+                Act::Confirmed => Act::Changed,
+                other => other,
+            };
+            out.push((act, seen));
+        }
+        Ok(out)
     }
 }
 
 impl Reap for Reaper {
-    fn reap(&mut self, ns: u64) -> Result<Vec<Reaped>> {
+    fn survey(&mut self, ns: u64) -> Result<Survey> {
         let path = netns::find(ns).with_context(|| format!("netns {ns} no longer exists"))?;
         let this = &*self;
-        netns::run_in(ns, &path, || this.reap_here())
+        netns::run_in(ns, &path, || this.survey_here())
             .with_context(|| format!("entering netns {ns} ({})", path.display()))?
+    }
+
+    fn act(&mut self, ns: u64, judged: &[(u64, Facts)]) -> Result<Vec<(Act, Seen)>> {
+        let path = netns::find(ns).with_context(|| format!("netns {ns} no longer exists"))?;
+        let this = &*self;
+        let mut out = Vec::new();
+        for chunk in judged.chunks(MAX_JUDGED) {
+            out.extend(
+                netns::run_in(ns, &path, || this.act_here(chunk))
+                    .with_context(|| format!("entering netns {ns} ({})", path.display()))??,
+            );
+        }
+        Ok(out)
     }
 
     fn namespaces(&self) -> Vec<u64> {
         netns::all().into_keys().collect()
     }
 
-    fn set_scope(&mut self, timeout: Duration, filter: &PortFilter) -> Result<()> {
+    fn set_scope(&mut self, filter: &PortFilter) -> Result<()> {
         if filter.ports.len() > MAX_PORTS || filter.exclude.len() > MAX_PORTS {
             anyhow::bail!("at most {MAX_PORTS} ports per list");
         }
-        let v = scope_value(timeout, filter);
+        let v = scope_value(filter);
         // SAFETY: a plain C struct (the generated type), read as its bytes.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(
-                (&v as *const data_scope).cast::<u8>(),
-                std::mem::size_of::<data_scope>(),
-            )
-        };
+        let bytes = unsafe { plain::as_bytes(&v) };
         self.scope
             .update(&0u32.to_ne_bytes(), bytes, MapFlags::ANY)
             .context("updating the socket programs' scope")?;

@@ -134,18 +134,6 @@ pub struct DiagSock {
     pub info: Option<TcpInfo>,
 }
 
-impl DiagSock {
-    pub fn target(&self) -> Target {
-        Target {
-            family: self.family,
-            local: self.local,
-            remote: self.remote,
-            ifindex: self.ifindex,
-            cookie: self.cookie,
-        }
-    }
-}
-
 /// The dump request: every TCP socket of `family` in CLOSE_WAIT, with
 /// its tcp_info.
 pub fn encode_dump(family: u16, seq: u32) -> [u8; MSG_LEN] {
@@ -482,7 +470,6 @@ mod tests {
                 bytes_sent: Some(800),
             })
         );
-        assert_eq!(s.target().cookie, s.cookie);
         let v6 = &out[1];
         assert_eq!(v6.local, "[::1]:5000".parse().unwrap());
         assert_eq!(v6.remote, "[2001:db8::2]:40000".parse().unwrap());

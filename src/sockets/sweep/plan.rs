@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use super::state::{Entry, State};
 use crate::sockets::model::{stale_line, Holder, Method, Named, PortFilter};
+use crate::sockets::policy::{Limit, Policy};
 use crate::sockets::sock_diag::DiagSock;
 
 /// What this run does with one socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    /// Idle in CLOSE_WAIT for longer than the timeout: destroy it.
+    /// Idle in CLOSE_WAIT for longer than `timeout`: a candidate, judged
+    /// next by the policy (served? which rule?).
     Destroy { idle: Duration },
     /// Not yet (or busy, or first seen now): remember it.
     Remember,
@@ -76,7 +78,8 @@ pub fn decide(
     }
 }
 
-/// A socket to destroy (or report, in a dry run).
+/// A socket idle past the soonest limit that could apply to it: judged
+/// by the policy next, then destroyed (or reported, in a dry run).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stale {
     pub netns: u64,
@@ -85,16 +88,17 @@ pub struct Stale {
     pub idle: Duration,
 }
 
-/// One run's plan: the sockets to destroy and the state to write after
-/// (destroyed ones are dropped by the caller once destroyed). Sockets no
-/// longer in CLOSE_WAIT are forgotten; sockets outside the port filter
-/// keep the entries another sweep's scope made for them.
+/// One run's plan: the candidates (idle past the soonest limit the policy
+/// could give them) and the state to write after (destroyed ones are
+/// dropped by the caller once destroyed). Sockets no longer in CLOSE_WAIT
+/// are forgotten; sockets outside the port filter keep the entries another
+/// sweep's scope made for them.
 pub fn plan(
     prev: &State,
     seen: &[(u64, DiagSock)],
     filter: &PortFilter,
     now_ms: u64,
-    timeout: Duration,
+    policy: &Policy,
 ) -> (State, Vec<Stale>) {
     let mut next = State {
         boot_id: prev.boot_id.clone(),
@@ -109,6 +113,11 @@ pub fn plan(
             }
             continue;
         }
+        // a socket no rule could ever make stale is still remembered
+        let timeout = match policy.earliest(s.local.port(), s.remote.port()) {
+            Limit::After(t) => t,
+            Limit::Never => Duration::MAX,
+        };
         let (d, entry) = decide(prev.sockets.get(&key), s, now_ms, timeout);
         next.sockets.insert(key, entry);
         if let Decision::Destroy { idle } = d {
@@ -297,7 +306,7 @@ mod tests {
             (11, sock(3, 5000)),
         ];
         let mut prev = State::default();
-        let (st, stale) = plan(&prev, &seen, &filter, T0, T);
+        let (st, stale) = plan(&prev, &seen, &filter, T0, &Policy::plain(T));
         assert!(stale.is_empty());
         assert_eq!(
             st.sockets.keys().copied().collect::<Vec<_>>(),
@@ -312,7 +321,7 @@ mod tests {
         prev.sockets.insert((10, 2), foreign);
         prev.sockets.insert((12, 9), foreign);
         let seen = vec![(10, sock(1, 5000)), (10, sock(2, 6000))];
-        let (st, stale) = plan(&prev, &seen, &filter, T0 + 61_000, T);
+        let (st, stale) = plan(&prev, &seen, &filter, T0 + 61_000, &Policy::plain(T));
         assert_eq!(
             st.sockets.keys().copied().collect::<Vec<_>>(),
             vec![(10, 1), (10, 2)]
