@@ -21,6 +21,32 @@ if [ "${#need[@]}" -gt 0 ]; then
     apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
 
+# Real daemons the tests drive (tests/real_daemons.rs, tests/ipc.rs): not
+# for start.sh. Their packages would start system services on install
+# (nginx on port 80, a PostgreSQL cluster): where no policy-rc.d says
+# otherwise, one is put in place for the install only, so none starts.
+if [ "${EGB_DEPS:-}" != run ]; then
+    daemons=()
+    for pkg in nginx-light gunicorn python3-gunicorn; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || daemons+=("$pkg")
+    done
+    if [ "${#daemons[@]}" -gt 0 ]; then
+        echo "installing (for the tests, no service started): ${daemons[*]}"
+        policy=
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            policy=/usr/sbin/policy-rc.d
+            printf '#!/bin/sh\nexit 101\n' >"$policy"
+            chmod 755 "$policy"
+        fi
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q
+        rc=0
+        apt-get install -y -q --no-install-recommends "${daemons[@]}" || rc=$?
+        if [ -n "$policy" ]; then rm -f "$policy"; fi
+        [ "$rc" = 0 ] || exit "$rc"
+    fi
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
     echo "installing the Rust toolchain (rustup, stable)"
     curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c clippy,rustfmt

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod daemons;
 mod locks;
 mod netns;
 pub mod sockets;
