@@ -80,11 +80,20 @@ fn verdict(agent: &Agent, lock: &Path) -> Option<String> {
     let text = agent.log_text();
     let removed = format!("removed {}: ", lock.display());
     let kept = format!("kept {}: ", lock.display());
+    // handed to a live holder: "handed PATH to pid N (comm): why"
+    let handed = format!("handed {} to pid ", lock.display());
     text.lines().find_map(|l| {
         if l.contains(&removed) {
             Some("removed".to_string())
         } else {
-            let rest = &l[l.find(&kept)? + kept.len()..];
+            let rest = match (l.find(&kept), l.find(&handed)) {
+                (Some(i), _) => &l[i + kept.len()..],
+                (None, Some(i)) => {
+                    let after = &l[i + handed.len()..];
+                    &after[after.find("): ")? + 3..]
+                }
+                (None, None) => return None,
+            };
             let why = rest.split(';').next().unwrap_or(rest);
             // "open by pid N (comm)": the comm is the process's business
             Some(format!("kept: {}", why.split(" (").next().unwrap_or(why)))
@@ -465,7 +474,8 @@ fn a_descriptor_in_flight_keeps_the_lock_until_its_receiver_is_done() {
         wait_exists(&d.join("r.got"));
         assert!(
             wait_for(Duration::from_secs(30), || agent
-                .log_has(&format!("kept {name}: open by pid {recv}"))),
+                .log_has(&format!("handed {name} to pid {recv} "))
+                && agent.log_has(&format!("open by pid {recv}"))),
             "{extra:?}\n{}",
             agent.log_text()
         );

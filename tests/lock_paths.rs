@@ -261,7 +261,7 @@ fn editor_symlink_locks_follow_the_pid_in_their_target() {
     removed(&agent, &at_victim);
     assert_eq!(std::fs::read(&victim).unwrap(), b"data\n");
     assert!(
-        agent.wait_log(&["kept", ".#held.txt", &format!("names live pid {holder}")]),
+        agent.wait_log(&["handed", ".#held.txt", &format!("names live pid {holder}")]),
         "{}",
         agent.log_text()
     );
@@ -437,7 +437,7 @@ fn pid_written_in_a_pid_namespace_is_read_there() {
     assert!(wait_for(PATIENCE, || exists(&lock)));
     let nspid: u32 = read_pid_file(&lock) as u32;
     assert!(
-        agent.wait_log(&["kept", "p.lock", "names live pid"]),
+        agent.wait_log(&["handed", "p.lock", "names live pid"]),
         "{}",
         agent.log_text()
     );

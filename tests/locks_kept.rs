@@ -72,7 +72,7 @@ fn lock_flocked_by_another_process_is_kept() {
         &procs,
         &agent,
         &lock,
-        &format!("locked (flock/fcntl) by pid {holder} "),
+        &format!("locked (flock/fcntl) by pid {holder};"),
         holder,
     );
 }

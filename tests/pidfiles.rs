@@ -88,7 +88,7 @@ fn live_multi_line_and_flocked_pid_files_are_kept_while_a_dead_one_goes() {
         "{}",
         agent.log_text()
     );
-    let holder = format!("kept {}:", d.join("flocked.pid").display());
+    let holder = format!("handed {} to pid ", d.join("flocked.pid").display());
     assert!(
         agent.wait_log(&[&holder, "by pid", &format!("names pid {flocked} (sleep)")]),
         "{}",

@@ -92,12 +92,12 @@ fn a_process_with_a_cut_utf8_name_holds_and_owns_locks() {
         agent.log_text()
     );
     assert!(
-        agent.wait_log(&["kept ", "held.lock", &format!("open by pid {holder}")]),
+        agent.wait_log(&["handed ", "held.lock", &format!("open by pid {holder}")]),
         "{}",
         agent.log_text()
     );
     assert!(
-        agent.wait_log(&["kept ", "named.lock", &format!("names live pid {other}")]),
+        agent.wait_log(&["handed ", "named.lock", &format!("names live pid {other}")]),
         "{}",
         agent.log_text()
     );

@@ -196,7 +196,10 @@ fn a_socket_a_forked_child_holds_is_kept_until_the_child_dies() {
         "{}",
         agent.log_text()
     );
-    let kept = format!("kept {}: still bound by socket", held.display());
+    let kept = format!(
+        "handed {} to pid {child}: still bound by socket",
+        held.display()
+    );
     assert!(
         agent.wait_log(&[&kept, &format!("held by pid {child}")]),
         "{}",

@@ -85,10 +85,10 @@ pub fn expect_tracked(agent: &Agent, lock: &Path, pid: i32) {
     );
 }
 
-/// The agent keeps `lock` for the live process `pid` (its `kept` line
+/// The agent hands `lock` to the live process `pid` (its `handed` line
 /// says `why`); when that process is killed, the lock goes.
 pub fn kept_until_it_dies(procs: &Procs, agent: &Agent, lock: &Path, why: &str, pid: i32) {
-    let kept = format!("kept {}: ", lock.display());
+    let kept = format!("handed {} to pid ", lock.display());
     agent.wait_log_line(&[&kept, why], PATIENCE);
     assert!(exists(lock), "{} was kept, yet it is gone", lock.display());
     kill_and_expect_gone(procs, pid, lock, agent);

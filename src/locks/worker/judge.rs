@@ -330,11 +330,12 @@ impl<K: LockKernel> LockWork<K> {
             return;
         };
         let comm = st.comm_lossy();
+        // not a final verdict: the lock follows the live process (issue 26.4)
         log::info!(
-            event = "kept", reason = reason.label(), path = Field::path(&c.lock.rec.path),
+            event = "handed", reason = reason.label(), path = Field::path(&c.lock.rec.path),
             pid = *opid, comm = Field::str(ocomm), owner_exit = owner_exit.as_str(),
             holder_pid = tgid, holder_comm = Field(&st.comm);
-            "kept {path}: {keep} ({}); {}", Esc(&st.comm), c.reason
+            "handed {path} to pid {tgid} ({}): {keep}; judged again when it exits; {}", Esc(&st.comm), c.reason
         );
         self.decided();
         let start_ns = st.start_ticks * (1_000_000_000 / procfs::clock_ticks_per_sec());

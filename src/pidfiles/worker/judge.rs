@@ -294,12 +294,24 @@ impl<K: PidfKernel> PidfWork<K> {
                 Outcome::Kept(Keep::Replaced) => next.push((key, ended)),
                 Outcome::Kept(keep) => {
                     let holder = keep.new_owner().and_then(Proc::live);
-                    say(
-                        Level::Info,
-                        "kept",
-                        &path,
-                        format_args!("kept {p}{place}: {keep}; {story}"),
-                    );
+                    // handed to a live holder is not a final verdict
+                    match &holder {
+                        Some(h) => say(
+                            Level::Info,
+                            "handed",
+                            &path,
+                            format_args!(
+                                "handed {p}{place} to pid {}: {keep}; judged again when it exits; {story}",
+                                h.pid
+                            ),
+                        ),
+                        None => say(
+                            Level::Info,
+                            "kept",
+                            &path,
+                            format_args!("kept {p}{place}: {keep}; {story}"),
+                        ),
+                    }
                     self.metrics.kept(match keep {
                         Keep::OpenBy(_) => KeptReason::Open,
                         Keep::LockedBy(_) => KeptReason::Locked,

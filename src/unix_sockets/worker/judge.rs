@@ -196,11 +196,16 @@ impl<K: UxsKernel> UxsWork<K> {
                     t.retries += 1;
                 }
                 Decision::HandTo { pid, why } => {
+                    // not a final verdict: it follows the live process
                     say(
                         Level::Info,
-                        "kept",
+                        "handed",
                         &path,
-                        format_args!("kept {}{}: {why}; {story}", Esc::path(&path), root.place()),
+                        format_args!(
+                            "handed {}{} to pid {pid}: {why}; judged again when it exits; {story}",
+                            Esc::path(&path),
+                            root.place()
+                        ),
                     );
                     self.metrics.kept(KeptReason::Bound);
                     self.hand_to(key, pid, story, &mut next);
